@@ -1,0 +1,194 @@
+"""Datasets in Ultralytics YOLO format: reading, validation, class-name resolution, fingerprints.
+
+Pure Python + numpy (no torch): the board's `cldet check` reads evaluation data through this module.
+A dataset is a yaml with `names` and split entries (`train`, `val`, `test`) that point at image
+folders (or lists of them); labels live beside them in a `labels` folder (`.../images/x.jpg` ->
+`.../labels/x.txt`, one `class cx cy w h` line per box, coordinates normalised to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .errors import DataError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Dataset",
+    "load_dataset",
+    "label_path_for",
+    "read_labels",
+    "resolve_classes",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+_COORD_TOL = 1e-3  # exporters round; a hair outside [0, 1] is clipped, more is an error
+
+
+@dataclass
+class Dataset:
+    """A parsed dataset yaml. `splits` maps a split name to its image folders (absolute)."""
+
+    yaml_path: Path
+    names: list[str]
+    splits: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def images(self, split: str) -> list[Path]:
+        """Sorted image files of a split; a clear error when the split is missing or empty."""
+        if split not in self.splits:
+            raise DataError(
+                f"{self.yaml_path}: no '{split}' split (has: {', '.join(self.splits) or 'none'}). "
+                f"Add a '{split}:' entry pointing at an image folder."
+            )
+        files: list[Path] = []
+        for folder in self.splits[split]:
+            if folder.is_file() and folder.suffix == ".txt":  # Ultralytics also allows a list file
+                files += [Path(line.strip()) for line in folder.read_text().splitlines() if line.strip()]
+                continue
+            if not folder.is_dir():
+                raise DataError(f"{self.yaml_path}: '{split}' folder {folder} does not exist.")
+            files += [p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise DataError(
+                f"{self.yaml_path}: '{split}' has no images under {', '.join(map(str, self.splits[split]))} "
+                f"(looked for {', '.join(IMAGE_SUFFIXES)})."
+            )
+        return sorted(files)
+
+    def labels(self, split: str) -> dict[Path, np.ndarray]:
+        """Validated labels of every image in a split: {image: (n, 5) array of class, cx, cy, w, h}."""
+        return {img: read_labels(label_path_for(img), self.nc) for img in self.images(split)}
+
+    def fingerprint(self, split: str) -> str:
+        """sha256 over image names, sizes and label contents: identifies the data an increment saw."""
+        h = hashlib.sha256()
+        for img in self.images(split):
+            h.update(img.name.encode())
+            h.update(str(img.stat().st_size).encode())
+            lab = label_path_for(img)
+            if lab.exists():
+                h.update(lab.read_bytes())
+        return h.hexdigest()
+
+
+def _names_from(raw: object, where: Path) -> list[str]:
+    if isinstance(raw, dict):
+        try:
+            keys = sorted(int(k) for k in raw)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: 'names' keys must be integers 0..n-1.") from None
+        if keys != list(range(len(keys))):
+            raise DataError(f"{where}: 'names' ids must be 0..{len(keys) - 1} without gaps, got {keys}.")
+        names = [str(raw[k] if k in raw else raw[str(k)]) for k in keys]
+    elif isinstance(raw, list):
+        names = [str(n) for n in raw]
+    else:
+        raise DataError(f"{where}: 'names' must be a list or an id->name mapping.")
+    if not names:
+        raise DataError(f"{where}: 'names' is empty.")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"{where}: duplicate class names {dup}.")
+    return names
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Parse a YOLO dataset yaml; paths resolve against its `path:` key or else the yaml's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"dataset yaml {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise DataError(f"{path}: not valid YAML ({e}).") from None
+    if not isinstance(raw, dict) or "names" not in raw:
+        raise DataError(f"{path}: expected a mapping with 'names' and split entries (train/val).")
+    root = Path(raw["path"]) if raw.get("path") else path.parent
+    if not root.is_absolute():
+        root = (path.parent / root).resolve()
+    splits: dict[str, list[Path]] = {}
+    for split in ("train", "val", "test"):
+        entry = raw.get(split)
+        if entry is None:
+            continue
+        entries = entry if isinstance(entry, list) else [entry]
+        splits[split] = [(root / str(e)).resolve() for e in entries]
+    return Dataset(yaml_path=path.resolve(), names=_names_from(raw["names"], path), splits=splits)
+
+
+def label_path_for(image: Path) -> Path:
+    """`.../images/a/b.jpg` -> `.../labels/a/b.txt` (the last `images` folder in the path), as Ultralytics does."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def read_labels(path: Path, nc: int) -> np.ndarray:
+    """Read one YOLO label file into an (n, 5) float32 array; a missing file means no boxes.
+
+    Raises DataError naming the file and line for: wrong column count, non-numbers, a class id
+    outside 0..nc-1, coordinates outside [0, 1], or a box with no area.
+    """
+    if not path.exists():
+        return np.zeros((0, 5), np.float32)
+    rows = []
+    for ln, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = line.split()
+        if len(cols) != 5:
+            raise DataError(
+                f"{path}:{ln}: expected 5 columns 'class cx cy w h', got {len(cols)}"
+                + (" (polygon/segment labels are not supported)" if len(cols) > 5 else "")
+            )
+        try:
+            vals = [float(c) for c in cols]
+        except ValueError:
+            raise DataError(f"{path}:{ln}: non-numeric value in {line.strip()!r}") from None
+        c = vals[0]
+        if c != int(c) or not 0 <= c < nc:
+            raise DataError(f"{path}:{ln}: class id {cols[0]} is outside 0..{nc - 1} of the dataset yaml.")
+        box = np.array(vals[1:])
+        if (box < -_COORD_TOL).any() or (box > 1 + _COORD_TOL).any():
+            raise DataError(f"{path}:{ln}: coordinates {cols[1:]} are not normalised to [0, 1].")
+        if box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{path}:{ln}: box has zero width or height.")
+        rows.append([c, *np.clip(box, 0, 1)])
+    return np.asarray(rows, np.float32).reshape(-1, 5)
+
+
+def resolve_classes(requested: str | list[str], names: list[str], what: str = "class") -> list[int]:
+    """Map a comma list (or list) of names or integer ids to dataset ids, in the order given.
+
+    Unknown names, out-of-range ids and duplicates are errors that list the valid names.
+    """
+    items = [s.strip() for s in requested.split(",")] if isinstance(requested, str) else [str(s) for s in requested]
+    items = [s for s in items if s]
+    if not items:
+        raise DataError(f"no {what} names given.")
+    ids: list[int] = []
+    for item in items:
+        if item in names:
+            idx = names.index(item)
+        elif item.lstrip("-").isdigit():
+            idx = int(item)
+            if not 0 <= idx < len(names):
+                raise DataError(f"{what} id {idx} is outside 0..{len(names) - 1}; names: {', '.join(names)}")
+        else:
+            raise DataError(f"unknown {what} {item!r}; the dataset has: {', '.join(names)}")
+        if idx in ids:
+            raise DataError(f"{what} {names[idx]!r} is given twice.")
+        ids.append(idx)
+    return ids

@@ -1,0 +1,3 @@
+"""CLI commands of the detector stage (filled in as the stage lands)."""
+
+COMMANDS: dict = {}
