@@ -112,9 +112,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DataError(f"{path}: not valid YAML ({e}).") from None
     if not isinstance(raw, dict) or "names" not in raw:
         raise DataError(f"{path}: expected a mapping with 'names' and split entries (train/val).")
-    root = Path(raw["path"]) if raw.get("path") else path.parent
-    if not root.is_absolute():
-        root = (path.parent / root).resolve()
+    root = (path.parent / str(raw["path"])).resolve() if raw.get("path") else path.parent.resolve()
     splits: dict[str, list[Path]] = {}
     for split in ("train", "val", "test"):
         entry = raw.get(split)

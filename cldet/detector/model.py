@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import RunError
+from . import _offline  # noqa: F401  (before any ultralytics import)
 
 __all__ = [
     "CKPT_FORMAT",
@@ -33,13 +34,9 @@ DEFAULT_ARCH = "yolov5nu.yaml"
 
 
 def _quiet_ultralytics() -> None:
-    """No network, no fonts, no settings chatter: cldet runs offline."""
-    import os
+    """Ultralytics' per-layer chatter off; the offline switch is set by `_offline` on import."""
+    from ultralytics.utils import LOGGER
 
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics.utils import LOGGER, SETTINGS
-
-    SETTINGS.update({"sync": False}) if SETTINGS.get("sync") else None
     LOGGER.setLevel(logging.WARNING)
 
 

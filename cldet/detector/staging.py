@@ -1,0 +1,98 @@
+"""Stage a dataset for the trainer: model class ids, only the classes an increment may use.
+
+The user's data stays untouched (it may be read-only): the run directory gets `data/<split>/images`
+(symlinks to the originals) and `data/<split>/labels` rewritten to the model's class ids. Labels of
+classes the increment does not use are dropped and counted, so the run can say what it ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from ..data import Dataset, label_path_for, read_labels
+from ..errors import DataError
+
+__all__ = ["StagedData", "stage_dataset"]
+
+log = logging.getLogger("cldet")
+
+
+@dataclass
+class StagedData:
+    yaml: Path
+    images: dict[str, int] = field(default_factory=dict)
+    used: Counter = field(default_factory=Counter)  # model class name -> train instances
+    ignored: Counter = field(default_factory=Counter)  # dataset class name -> train instances dropped
+
+
+def _link(src: Path, dst: Path, copy: bool) -> None:
+    if copy:
+        shutil.copy2(src, dst)
+    else:
+        os.symlink(src.resolve(), dst)
+
+
+def stage_dataset(
+    data: Dataset,
+    out_dir: Path,
+    model_names: list[str],
+    use: list[str],
+    splits: tuple[str, ...] = ("train", "val"),
+    extra_train: list[tuple[Path, np.ndarray]] | None = None,
+    copy: bool = False,
+    progress: bool = True,
+) -> StagedData:
+    """Write `out_dir/data.yaml` and per-split image links + remapped labels.
+
+    `use` = dataset class names whose labels are kept (each must be a model class). `extra_train` adds
+    (image, rows in model ids) pairs to the train split (replay buffers).
+    """
+    missing = [n for n in use if n not in model_names]
+    if missing:
+        raise DataError(f"classes {missing} are not in the model's class list {model_names}.")
+    to_model = np.array([model_names.index(n) if n in use else -1 for n in data.names], np.int64)
+    staged = StagedData(yaml=out_dir / "data.yaml")
+    for split in splits:
+        img_dir, lab_dir = out_dir / split / "images", out_dir / split / "labels"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        lab_dir.mkdir(parents=True, exist_ok=True)
+        seen: set[str] = set()
+        items = [(p, None) for p in data.images(split)]
+        if split == "train" and extra_train:
+            items += list(extra_train)
+        for src, rows in tqdm(items, desc=f"stage {split}", unit="img", disable=not progress, leave=False):
+            if rows is None:
+                raw = read_labels(label_path_for(src), data.nc)
+                keep = to_model[raw[:, 0].astype(int)] >= 0
+                if split == "train":
+                    staged.ignored.update(data.names[int(c)] for c in raw[~keep, 0])
+                rows = raw[keep].copy()
+                rows[:, 0] = to_model[rows[:, 0].astype(int)]
+            name = src.name
+            while name in seen:  # same file name from two folders
+                name = f"_{name}"
+            seen.add(name)
+            _link(src, img_dir / name, copy)
+            if split == "train":
+                staged.used.update(model_names[int(c)] for c in rows[:, 0])
+            lines = "\n".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}" for r in rows)
+            (lab_dir / name).with_suffix(".txt").write_text(lines + ("\n" if lines else ""))
+        staged.images[split] = len(items)
+    cfg = {"path": str(out_dir.resolve()), "names": dict(enumerate(model_names))}
+    cfg.update({s: f"{s}/images" for s in splits})
+    staged.yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    if staged.ignored:
+        log.warning(
+            "ignoring labels of classes not requested for this increment: %s",
+            ", ".join(f"{k} ({v} boxes)" for k, v in sorted(staged.ignored.items())),
+        )
+    return staged
