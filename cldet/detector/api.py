@@ -62,8 +62,15 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
             patience=tcfg.patience, fraction=tcfg.fraction, project=str(out), name="train", exist_ok=True,
             plots=False, val=False, amp=False, verbose=False, save_period=-1,
         )
-    trainer = CLTrainer(overrides=overrides)
-    trainer.train()
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(logging.INFO)  # Ultralytics shows its per-epoch progress bar only at INFO
+    try:
+        trainer = CLTrainer(overrides=overrides)
+        trainer.train()
+    finally:
+        LOGGER.setLevel(level)
     if not last.exists():
         raise RunError(f"training finished without {last}; see the log above.")
     return last

@@ -1,0 +1,253 @@
+"""Class-incremental protocols: a class order split into increments, run for several methods.
+
+A protocol is a small YAML file (see benchmarks/protocols/):
+    name: 2step                      # protocol name used in result file names
+    dataset: chess13                 # a folder under --data-root, or a path to a dataset yaml
+    steps: [[a, b, c], [d, e]]       # class names per increment; the first is the base model's
+    train: {epochs: 12, imgsz: 320}  # TrainConfig fields, identical for every method
+    methods: [finetune, ours, pseudo, feature, replay]
+    replay_images: 20                # buffer size of the 'replay' baseline (stores old images)
+
+Every method starts from the same base model (trained once per seed); the joint upper bound trains on
+all classes with all labels for the same total number of epochs. The new data of an increment is
+labeled for its new classes only (old-class labels present in the dataset are ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..errors import DataError
+from .config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
+from .lineage import read_lineage, write_json_atomic
+
+__all__ = ["Protocol", "load_protocol", "run_protocol", "summarise"]
+
+log = logging.getLogger("cldet")
+ALIASES = {"ours": DEFAULT_METHOD}
+
+
+@dataclass
+class Protocol:
+    name: str
+    dataset: Path
+    dataset_name: str
+    steps: list[list[str]]
+    train: dict = field(default_factory=dict)
+    methods: list[str] = field(default_factory=lambda: ["finetune", "ours"])
+    replay_images: int = 20
+    distill: dict = field(default_factory=dict)
+
+
+def load_protocol(path: Path, data_root: Path) -> Protocol:
+    raw = yaml.safe_load(Path(path).read_text())
+    ds = str(raw["dataset"])
+    ds_path = Path(ds) if ds.endswith((".yaml", ".yml")) else data_root / ds / "data.yaml"
+    if not ds_path.is_absolute():
+        ds_path = (Path(path).parent / ds_path) if ds.endswith((".yaml", ".yml")) else ds_path
+    if not ds_path.is_file():
+        raise DataError(f"protocol {path}: dataset {ds_path} not found (set --data-root).")
+    steps = [list(s) for s in raw["steps"]]
+    if len(steps) < 2:
+        raise DataError(f"protocol {path}: needs at least two steps (base + one increment).")
+    for m in raw.get("methods", []):
+        if m not in METHODS and m not in ALIASES:
+            raise DataError(f"protocol {path}: unknown method {m!r}; known: ours, {', '.join(METHODS)}")
+    return Protocol(
+        name=str(raw.get("name", Path(path).stem)), dataset=ds_path.resolve(),
+        dataset_name=ds_path.parent.name if not ds.endswith((".yaml", ".yml")) else Path(ds).stem,
+        steps=steps, train=dict(raw.get("train", {})), methods=list(raw.get("methods", ["finetune", "ours"])),
+        replay_images=int(raw.get("replay_images", 20)), distill=dict(raw.get("distill", {})),
+    )
+
+
+def _metrics(run: Path) -> tuple[dict, float]:
+    lin = read_lineage(run)
+    return lin.last.metrics, lin.last.seconds
+
+
+def _joint_metrics(joint: Path, p: Protocol) -> dict:
+    """The joint model scored with the protocol's groups (step k, old = all but the last step, new = last)."""
+    cache = joint / f"protocol-{p.name}-eval.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    from .api import evaluate_model
+    from .model import load_checkpoint
+
+    groups = {f"step{k}": list(c) for k, c in enumerate(p.steps)}
+    groups.update(old=[c for s in p.steps[:-1] for c in s], new=list(p.steps[-1]), all=[c for s in p.steps for c in s])
+    model, meta = load_checkpoint(joint / "model.pt")
+    m = evaluate_model(model, p.dataset, meta["names"], meta["imgsz"], groups)
+    write_json_atomic(cache, m)
+    return m
+
+
+def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | None = None, train_over: dict | None = None,
+                 joint: bool = True) -> dict:
+    """Run base, joint (unless joint=False) and every method of a protocol for one seed; finished steps are reused."""
+    from .api import learn, train
+
+    tcfg = TrainConfig(**{**p.train, **(train_over or {}), "seed": seed})
+    root = work / f"seed{seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    res: dict = {"seed": seed, "train": tcfg.as_dict(), "methods": {}}
+
+    def once(run: Path, fn) -> tuple[dict, float]:
+        if not (run / "lineage.json").exists():
+            if run.exists():
+                import shutil
+
+                shutil.rmtree(run)  # an interrupted benchmark step: start it again
+            fn()
+        return _metrics(run)
+
+    base = root / "base"
+    m, s = once(base, lambda: train(p.dataset, base, classes=p.steps[0], tcfg=tcfg, eval_yaml=p.dataset))
+    res["base"] = {"metrics": m, "seconds": s}
+    all_classes = [c for step in p.steps for c in step]
+    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": tcfg.epochs * len(p.steps)})
+    if joint:
+        jrun = root / "joint"
+        _, s = once(jrun, lambda: train(p.dataset, jrun, classes=all_classes, tcfg=jcfg, eval_yaml=p.dataset))
+        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs}
+    for method in methods or p.methods:
+        real = ALIASES.get(method, method)
+        dcfg = DistillConfig(method=real, replay_images=p.replay_images if real == "replay" else 0, **p.distill)
+        prev, steps = base, []
+        for k, classes in enumerate(p.steps[1:], 1):
+            run = root / method / f"step{k}"
+            run.parent.mkdir(parents=True, exist_ok=True)
+            m, s = once(run, lambda: learn(prev, p.dataset, classes, run, dcfg=dcfg, tcfg=tcfg,
+                                           eval_yaml=p.dataset, old_labels=False))
+            steps.append({"metrics": m, "seconds": s})
+            prev = run
+        res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
+        write_json_atomic(root / "partial.json", res)
+    return res
+
+
+def _final(metrics: dict) -> dict:
+    return {g: {"map50_95": metrics[g]["map50_95"], "map50": metrics[g]["map50"]} for g in ("old", "new", "all") if g in metrics}
+
+
+def summarise(p: Protocol, runs: list[dict]) -> dict:
+    """Issue-format JSON: final old/new/all, ratio to joint, forgetting, seconds per step; mean (and std) over seeds."""
+    out = {"dataset": p.dataset_name, "protocol": p.name, "steps": len(p.steps), "seeds": [r["seed"] for r in runs],
+           "classes": p.steps, "train": runs[0]["train"], "exemplar_free": {}, "methods": {}}
+    def agg(vals):  # mean over seeds, std alongside
+        return float(np.mean(vals)), float(np.std(vals))
+    has_joint = "joint" in runs[0]
+    names = (["joint"] if has_joint else []) + list(runs[0]["methods"].keys())
+    for name in names:
+        per_seed = []
+        for r in runs:
+            if name == "joint":
+                final, step_metrics, secs = r["joint"]["metrics"], [r["joint"]["metrics"]], [r["joint"]["seconds"]]
+            else:
+                st = r["methods"][name]["steps"]
+                final, step_metrics, secs = st[-1]["metrics"], [s["metrics"] for s in st], [s["seconds"] for s in st]
+            joint_all = r["joint"]["metrics"]["all"]["map50_95"] if has_joint else None
+            forgetting = {}
+            if name != "joint":
+                learned = {"step0": r["base"]["metrics"]["step0"]["map50_95"]}
+                for k, sm in enumerate(step_metrics, 1):
+                    learned.setdefault(f"step{k}", sm.get(f"step{k}", {}).get("map50_95"))
+                for g, v in learned.items():
+                    if v is not None and g in final:
+                        forgetting[g] = v - final[g]["map50_95"]
+                before = step_metrics[-2] if len(step_metrics) > 1 else r["base"]["metrics"]
+                before_old = before["all"]["map50_95"] if len(step_metrics) > 1 else before["step0"]["map50_95"]
+                forgetting["old"] = before_old - final["old"]["map50_95"]
+            per_seed.append({"final": _final(final), "ratio_to_joint": final["all"]["map50_95"] / joint_all if joint_all else None,
+                             "forgetting": forgetting, "seconds_per_step": secs,
+                             "per_step": [_final(sm) | {k: v for k, v in sm.items() if k.startswith("step")} for sm in step_metrics]})
+        first = per_seed[0]
+        entry = dict(first)
+        if len(per_seed) > 1:
+            entry["final"] = {g: {k: agg([s["final"][g][k] for s in per_seed])[0] for k in ("map50_95", "map50")} for g in first["final"]}
+            entry["final_std"] = {g: {k: agg([s["final"][g][k] for s in per_seed])[1] for k in ("map50_95", "map50")} for g in first["final"]}
+            entry["ratio_to_joint"], entry["ratio_to_joint_std"] = agg([s["ratio_to_joint"] for s in per_seed])
+            entry["forgetting"] = {g: agg([s["forgetting"][g] for s in per_seed])[0] for g in first["forgetting"]}
+            entry["per_seed"] = per_seed
+        out["methods"][name] = entry
+        out["exemplar_free"][name] = name != "replay" if name != "joint" else False
+    out["base"] = {"metrics": runs[0]["base"]["metrics"], "seconds": runs[0]["base"]["seconds"]}
+    ft, ours = out["methods"].get("finetune"), out["methods"].get("ours")
+    if ft and ours:
+        t_ft, t_ours = sum(ft["seconds_per_step"]), sum(ours["seconds_per_step"])
+        t_joint = out["methods"]["joint"]["seconds_per_step"][0] if has_joint else None
+        out["cost"] = {"ours_vs_finetune_time": t_ours / t_ft if t_ft else None,
+                       "ours_increment_vs_joint_retrain": (t_ours / len(ours["seconds_per_step"])) / t_joint if t_joint else None}
+    return out
+
+
+def write_outputs(summary: dict, results_dir: Path, quick: bool = False) -> dict[str, Path]:
+    """JSON, a markdown table and a PNG of mAP per class group across steps."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"cl-{summary['dataset']}-{summary['protocol']}" + ("-quick" if quick else "")
+    paths = {"json": results_dir / f"{stem}.json", "md": results_dir / f"{stem}.md", "png": results_dir / f"{stem}.png"}
+    write_json_atomic(paths["json"], summary)
+    paths["md"].write_text(markdown_table(summary))
+    plot_steps(summary, paths["png"])
+    return paths
+
+
+def markdown_table(s: dict) -> str:
+    t = s["train"]
+    lines = [f"### {s['dataset']} / {s['protocol']} ({s['steps']} steps; {t['epochs']} epochs per step, {t['imgsz']} px, "
+             f"fraction {t['fraction']}, seeds {s['seeds']})", "",
+             "| method | exemplar-free | old mAP50-95 | new mAP50-95 | all mAP50-95 | all mAP50 | ratio to joint | forgetting old (pts) | s / step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in s["methods"].items():
+        f = m["final"]
+        def v(g, k="map50_95"):
+            return f"{f[g][k]:.3f}" if g in f else "-"
+        fo = m["forgetting"].get("old")
+        lines.append(f"| {name} | {'yes' if s['exemplar_free'].get(name) else ('n/a' if name == 'joint' else 'no')} | {v('old')} | {v('new')} | "
+                     f"{v('all')} | {v('all', 'map50')} | {'-' if m['ratio_to_joint'] is None else format(m['ratio_to_joint'], '.3f')} | {'' if fo is None else f'{100 * fo:.1f}'} | "
+                     f"{np.mean(m['seconds_per_step']):.0f} |")
+    b = s["base"]["metrics"]["step0"]
+    lines += ["", f"Base model (step 0 classes): mAP50-95 {b['map50_95']:.3f}, mAP50 {b['map50']:.3f}."]
+    if "cost" in s:
+        c = s["cost"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        lines.append(f"Cost: ours / finetune time per increment {fmt(c['ours_vs_finetune_time'])}; "
+                     f"one increment of ours / joint retraining {fmt(c['ours_increment_vs_joint_retrain'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_steps(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [f"step{k}" for k in range(s["steps"])] + ["all"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.2), sharey=True)
+    for ax, g in zip(np.atleast_1d(axes), groups):
+        for name, m in s["methods"].items():
+            if name == "joint":
+                if g in m["final"] or g == "all":
+                    ax.axhline(m["final"]["all"]["map50_95"] if g == "all" else np.nan, color="k", ls="--", lw=1, label="joint")
+                continue
+            xs = [0] + list(range(1, len(m["per_step"]) + 1))
+            base = s["base"]["metrics"]
+            ys = [base.get(g, {}).get("map50_95", np.nan) if g != "all" else base["all"]["map50_95"]]
+            ys += [ps.get(g, {}).get("map50_95", np.nan) for ps in m["per_step"]]
+            ax.plot(xs, ys, marker="o", label=name)
+        ax.set_title(f"{g} classes" if g != "all" else "all classes")
+        ax.set_xlabel("after step")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("mAP50-95")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.suptitle(f"{s['dataset']} / {s['protocol']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

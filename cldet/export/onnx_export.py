@@ -1,0 +1,106 @@
+"""FP32 / FP16 ONNX export of a cldet model in the deploy I/O contract (see cldet.deploy.processing).
+
+The Detect head runs in Ultralytics' export mode, so the graph ends in the box decode (DFL softmax,
+anchor offsets, stride scaling) and the class sigmoid: output0 = (B, 4 + nc, A). Conv+BN are fused
+first, as every runtime would do anyway; this keeps the FP32 graph identical to what INT8 quantizes.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..errors import ArtifactError
+
+__all__ = ["export_onnx", "check_onnx", "to_fp16", "OPSET", "NMS_LAYOUT"]
+
+OPSET = 17  # QuantizeLinear per-axis (13+) and what TensorRT 10/11 and ORT 1.17+ parse without surprises
+NMS_LAYOUT = "(B, max_det, 6): x1, y1, x2, y2 in input pixels, score, class id; zero rows pad"
+
+
+def check_onnx(path: str | Path) -> None:
+    """`onnx.checker` with full shape inference; an ArtifactError naming the file when it fails."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # noqa: BLE001 - onnx raises ValidationError, InferenceError, ...
+        raise ArtifactError(f"{path} fails onnx.checker ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
+
+
+def _export_model(model, nms: bool, conf: float, iou: float, max_det: int):
+    """A deep copy of `model` fused and switched to export mode (the caller's model is left as it was)."""
+    from ultralytics.nn.modules.head import Detect
+
+    m = copy.deepcopy(model).float().cpu().eval()
+    m = m.fuse() if hasattr(m, "fuse") else m
+    for mod in m.modules():
+        if isinstance(mod, Detect):
+            mod.export, mod.format, mod.dynamic = True, "onnx", False
+    for p in m.parameters():
+        p.requires_grad_(False)
+    if nms:
+        from ultralytics.engine.exporter import NMSModel
+
+        args = SimpleNamespace(format="onnx", dynamic=False, batch=1, conf=conf, iou=iou, agnostic_nms=False,
+                               max_det=max_det, opset=OPSET, quantize=None)
+        return NMSModel(m, args)
+    return m
+
+
+def export_onnx(
+    model,
+    path: str | Path,
+    imgsz: int,
+    batch: int = 1,
+    dynamic_batch: bool = True,
+    nms: bool = False,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    max_det: int = 300,
+    simplify: bool = True,
+) -> Path:
+    """Export `model` (an Ultralytics DetectionModel) to `path`; returns the path.
+
+    The batch dimension is dynamic by default (evaluation runs batches, the board batch 1); the NMS variant is
+    fixed-batch because Ultralytics' in-graph NMS unrolls a loop over the batch.
+    """
+    import onnx
+    import torch
+    from ultralytics.utils.export.engine import torch2onnx
+
+    path = Path(path)
+    m = _export_model(model, nms, conf, iou, max_det)
+    im = torch.zeros(batch, 3, imgsz, imgsz)
+    dyn = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch and not nms else None
+    tmp = path.with_name(f".{path.name}.tmp")
+    with torch.no_grad():
+        torch2onnx(m, im, tmp, opset=OPSET, input_names=["images"], output_names=["output0"], dynamic=dyn)
+    proto = onnx.load(str(tmp))
+    if simplify:
+        import onnxslim
+
+        proto = onnxslim.slim(proto)
+    proto.ir_version = min(proto.ir_version, 10)  # what ORT 1.17+ and TensorRT 10 accept
+    meta = {"producer": "cldet", "imgsz": str(imgsz), "names": ",".join(model.names[i] for i in sorted(model.names)),
+            "layout": NMS_LAYOUT if nms else "(B, 4+nc, A): cx, cy, w, h in input pixels, class probabilities"}
+    for k, v in meta.items():
+        p = proto.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(proto, str(tmp))
+    check_onnx(tmp)
+    tmp.replace(path)
+    return path
+
+
+def to_fp16(src: str | Path, dst: str | Path) -> Path:
+    """FP16 weights and activations with float32 I/O (so the contract holds and callers pass float32)."""
+    import onnx
+    from onnxruntime.transformers import float16
+
+    proto = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    dst = Path(dst)
+    onnx.save(proto, str(dst))
+    check_onnx(dst)
+    return dst

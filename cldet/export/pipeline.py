@@ -1,0 +1,172 @@
+"""`export_run`: a run directory -> FP32/FP16/NMS/INT8 ONNX (+ TensorRT engine) and a verified manifest.
+
+Everything is written into a staging folder and moved into place only when every artifact passed
+`onnx.checker` and was scored on the host, so a failed export never leaves half a set of files, and nothing
+that exists is overwritten without `force`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
+    from_reservoir, merge
+from ..data import load_dataset
+from ..detector.lineage import CHECKPOINT, read_lineage, sha256_file
+from ..errors import CldetError, MissingRuntimeError, RunError
+from .manifest_writer import artifact_entry, build_manifest, write_manifest
+
+__all__ = ["ExportOptions", "export_run", "artifact_names"]
+
+log = logging.getLogger("cldet")
+
+
+@dataclass
+class ExportOptions:
+    """Options of `cldet export` (the CLI flags map 1:1 onto these fields)."""
+
+    out: Path | None = None  # default RUN/export
+    int8: str = "ptq"  # ptq | qat | none
+    target: str = "cpu"  # cpu (U8S8, ORT/x86) | tensorrt (symmetric S8, explicit quantization)
+    calib_method: str = "percentile"  # minmax | percentile | entropy (default chosen by measured drift)
+    percentile: float = 99.999
+    calib: Path | None = None  # extra user folder of calibration images (never evaluation images)
+    calib_images: int = 128  # cap on the calibration set
+    engine: bool = False
+    fp16: bool = False
+    nms: bool = False
+    data: Path | None = None  # evaluation dataset yaml (default: the last increment's)
+    split: str = "val"
+    force: bool = False
+    qat_epochs: int = 2
+    qat_images: int = 256
+    eval_limit: int | None = None  # score on the first N eval images only (tests)
+    threads: int | None = None
+    progress: bool = True
+    workspace_gb: float = 2.0
+
+
+def artifact_names(opts: ExportOptions) -> dict[str, str]:
+    """Artifact key -> file name, for the options given."""
+    names = {"fp32": "model.fp32.onnx"}
+    if opts.fp16:
+        names["fp16"] = "model.fp16.onnx"
+    if opts.nms:
+        names["fp32_nms"] = "model.fp32.nms.onnx"
+    if opts.int8 != "none":
+        names["int8"] = "model.int8.onnx"
+    if opts.engine and opts.int8 != "none":
+        names["engine"] = "model.int8.engine"
+    return names
+
+
+def _calibration(run: Path, lin, names: list[str], opts: ExportOptions, eval_images: list[Path]) -> CalibrationSet:
+    sets = [from_reservoir(run, names)]
+    if opts.calib is not None:
+        sets.append(from_folder(opts.calib, names))
+    if not any(s.images for s in sets):
+        train_yaml = lin.last.data.get("yaml")
+        if not train_yaml or not Path(train_yaml).is_file():
+            raise CldetError(f"{run} has no calibration reservoir ({run / 'calib'}) and its lineage names no readable "
+                             "training data; pass --calib DIR with training images of every class.")
+        log.warning("%s has no calibration reservoir; calibrating on a class-balanced sample of the TRAIN split of %s "
+                    "(only the last increment's data: earlier classes are covered only if it shows them)",
+                    run, train_yaml)
+        sets.append(from_dataset(train_yaml, names, opts.calib_images))
+    calib = merge(*sets, max_images=opts.calib_images)
+    check_disjoint(calib, eval_images)
+    calib.warn_missing()
+    return calib
+
+
+def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
+    """Export a run; returns the manifest written to OUT/manifest.json."""
+    from ..deploy.evaluate import evaluate
+    from ..detector.model import load_checkpoint
+    from ._ort import ort_predict
+    from .onnx_export import export_onnx, to_fp16
+
+    opts = opts or ExportOptions()
+    if opts.int8 not in ("ptq", "qat", "none"):
+        raise CldetError(f"--int8 must be ptq, qat or none (got {opts.int8!r}).")
+    run = Path(run)
+    lin = read_lineage(run)
+    model, meta = load_checkpoint(run / CHECKPOINT)
+    names, imgsz = list(meta["names"]), int(meta["imgsz"])
+    if names != lin.classes:
+        raise RunError(f"{run}: checkpoint classes {names} differ from lineage.json's {lin.classes}.")
+    out = Path(opts.out) if opts.out else run / "export"
+    files = artifact_names(opts)
+    existing = [f for f in [*files.values(), "manifest.json"] if (out / f).exists()]
+    if existing and not opts.force:
+        raise RunError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite or --out elsewhere.")
+    data_yaml = Path(opts.data) if opts.data else Path(lin.last.data.get("yaml", ""))
+    if not data_yaml.is_file():
+        raise CldetError(f"evaluation data {data_yaml or '(none in the lineage)'} not found; pass --data VAL.yaml.")
+    ds = load_dataset(data_yaml)
+    eval_images = ds.images(opts.split)
+    groups = lin.groups()
+
+    stage = out / ".staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    calib_summary: dict = {"method": None, "images": 0}
+    try:
+        export_onnx(model, stage / files["fp32"], imgsz)
+        if "fp16" in files:
+            to_fp16(stage / files["fp32"], stage / files["fp16"])
+        if "fp32_nms" in files:
+            export_onnx(model, stage / files["fp32_nms"], imgsz, nms=True, dynamic_batch=False)
+        if "int8" in files:
+            calib = _calibration(run, lin, names, opts, eval_images)
+            calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds)
+        metrics = {}
+        for key, f in files.items():
+            if key in ("engine", "fp32_nms"):
+                continue  # NMS layout and engines are scored on the board (cldet check)
+            res = evaluate(ort_predict(stage / f, opts.threads), ds, opts.split, names, imgsz, groups=groups,
+                           limit=opts.eval_limit, progress=opts.progress)
+            metrics[key] = {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+            log.info("%s: %s", f, ", ".join(f"{g} {m.map50_95:.4f}" for g, m in res.groups.items()))
+        out.mkdir(parents=True, exist_ok=True)
+        arts = {}
+        for key, f in files.items():
+            if key == "engine":
+                continue
+            shutil.move(str(stage / f), str(out / f))
+            arts[key] = artifact_entry(out / f, key, opts.target if key == "int8" else None, metrics.get(key))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    manifest = build_manifest(run, lin, names, imgsz, groups, calib_summary, data_yaml, opts.split, ds,
+                              len(eval_images[: opts.eval_limit]), arts, model_sha256=sha256_file(run / CHECKPOINT))
+    write_manifest(out / "manifest.json", manifest)
+    if "engine" in files:
+        from .tensorrt import build_engine
+
+        try:
+            build_engine(out / files["int8"], out / files["engine"], workspace_gb=opts.workspace_gb,
+                         log_path=out / "engine.build.log")
+        except MissingRuntimeError as e:
+            raise MissingRuntimeError(f"ONNX artifacts and manifest are written to {out}, but no engine: {e}") from None
+        manifest["artifacts"]["engine"] = artifact_entry(out / files["engine"], "engine", opts.target, None)
+        write_manifest(out / "manifest.json", manifest)
+    return manifest
+
+
+def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds) -> dict:
+    from .quantize import QuantConfig, quantize_ptq
+
+    cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile)
+    summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary()}
+    if opts.int8 == "ptq":
+        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg)
+    else:
+        from .qat import QATConfig, export_qat
+
+        qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target,
+                         method=opts.calib_method, percentile=opts.percentile)
+        summary["qat"] = export_qat(model, calib, ds, int8, imgsz, qcfg, progress=opts.progress)
+    return summary
