@@ -41,10 +41,12 @@ def _export_model(model, nms: bool, conf: float, iou: float, max_det: int):
     for p in m.parameters():
         p.requires_grad_(False)
     if nms:
+        import torchvision.ops  # noqa: F401  (first import must not happen inside torch.onnx tracing)
         from ultralytics.engine.exporter import NMSModel
 
         args = SimpleNamespace(format="onnx", dynamic=False, batch=1, conf=conf, iou=iou, agnostic_nms=False,
                                max_det=max_det, opset=OPSET, quantize=None)
+        m.task = getattr(m, "task", "detect")  # set on the copy; NMSModel reads it
         return NMSModel(m, args)
     return m
 
@@ -94,12 +96,30 @@ def export_onnx(
     return path
 
 
+def _toposort(graph) -> None:
+    """Reorder nodes so every input is produced before it is used (what onnx.checker demands)."""
+    avail = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    order, pending = [], list(graph.node)
+    while pending:
+        rest = [n for n in pending if not all(i in avail for i in n.input)]
+        ready = [n for n in pending if all(i in avail for i in n.input)]
+        if not ready:
+            raise ArtifactError(f"graph has a cycle or a dangling input at {rest[0].name!r}")
+        for n in ready:
+            order.append(n)
+            avail.update(n.output)
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(order)
+
+
 def to_fp16(src: str | Path, dst: str | Path) -> Path:
     """FP16 weights and activations with float32 I/O (so the contract holds and callers pass float32)."""
     import onnx
     from onnxruntime.transformers import float16
 
     proto = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    _toposort(proto.graph)  # the converter appends its I/O casts at the end
     dst = Path(dst)
     onnx.save(proto, str(dst))
     check_onnx(dst)

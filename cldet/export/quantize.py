@@ -90,16 +90,11 @@ def decode_nodes(proto) -> list[str]:
 
 
 def _check_no_quantized_decode(proto, decode: list[str]) -> None:
+    """No tensor computed by the decode is ever quantized (its inputs, the head convs' logits, may be)."""
     names = set(decode)
     producer = {o: n for n in proto.graph.node for o in n.output}
-    bad = []
-    for n in proto.graph.node:
-        if n.name in names:
-            for i in n.input:
-                p = producer.get(i)
-                if p is not None and p.op_type == "DequantizeLinear" and p.input[0] not in \
-                        {init.name for init in proto.graph.initializer}:
-                    bad.append(n.name)
+    bad = sorted({producer[n.input[0]].name for n in proto.graph.node
+                  if n.op_type == "QuantizeLinear" and n.input[0] in producer and producer[n.input[0]].name in names})
     if bad:
         raise ArtifactError(f"INT8 graph quantizes decode nodes {bad[:5]}; the head's decode must stay float.")
 
@@ -160,7 +155,11 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
             aux.unlink(missing_ok=True)
     q = onnx.load(str(tmp))
     _check_no_quantized_decode(q, exclude)
-    for k, v in {"producer": "cldet", "quantization": repr(config.as_dict())}.items():
+    import json
+
+    kept = [(p.key, p.value) for p in q.metadata_props if p.key != "quantization"]
+    del q.metadata_props[:]
+    for k, v in [*kept, ("quantization", json.dumps(config.as_dict()))]:
         p = q.metadata_props.add()
         p.key, p.value = k, v
     onnx.save(q, str(tmp))
