@@ -132,6 +132,12 @@ class OrtBackend:
         self.providers: list[str] = list(self.session.get_providers())
         self.name = f"onnxruntime[{self.providers[0].replace('ExecutionProvider', '')}]"
         oshape = outputs[0].shape
+        layout = self.session.get_modelmeta().custom_metadata_map.get("layout", "")
+        if "max_det" in layout:
+            raise ArtifactError(
+                f"{self.artifact}: an in-graph NMS export ({layout}); cldet check/bench run the raw-output "
+                "artifact (model.fp32.onnx / model.int8.onnx) and do NMS in the shared post-processing."
+            )
         if len(oshape) != 3:
             raise ArtifactError(
                 f"{self.artifact}: output {outputs[0].name} has shape {oshape}; cldet needs (B, 4 + nc, A) "

@@ -19,8 +19,32 @@ from .distill import Distiller, IncrementalDetectionModel
 __all__ = ["CLTrainer", "save_trainer_init"]
 
 
+def supply_fonts() -> None:
+    """Ultralytics' dataset check wants Arial fonts and fetches them over the network when missing.
+
+    cldet runs offline, so it supplies the file instead: matplotlib's bundled DejaVu Sans, copied under
+    the names Ultralytics looks for into Ultralytics' own config folder (where its download would land).
+    The fonts only label plots, which cldet's runs switch off.
+    """
+    import shutil
+
+    import matplotlib
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        dst = Path(USER_CONFIG_DIR) / name
+        if not dst.exists() and src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
 class CLTrainer(DetectionTrainer):
     """DetectionTrainer whose model distils from the teacher named in the start checkpoint."""
+
+    def get_dataset(self):
+        supply_fonts()
+        return super().get_dataset()
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         model = IncrementalDetectionModel(cfg, nc=self.data["nc"], ch=self.data.get("channels", 3), verbose=False)

@@ -1,0 +1,194 @@
+"""Quantization-aware fine-tuning (QAT) distilled from the FP32 model, then Q/DQ export.
+
+Tool choice: PyTorch's own fake-quant ops (`torch.fake_quantize_per_channel_affine` /
+`torch.fake_quantize_per_tensor_affine`, straight-through gradients), not NVIDIA ModelOpt: they ship with torch
+and run on any CPU with nothing to install; and the Q/DQ graph is then written by the same ONNX Runtime
+quantizer as PTQ, so PTQ and QAT artifacts have identical Q/DQ placement (decode float, per-channel weights,
+U8S8 or S8S8 by target) and the manifest compares like with like. What QAT changes is the weights: they are
+trained to sit well on the INT8 grid the exporter will use (symmetric per-channel max-abs scales, the same rule
+ORT applies), while every Conv input sees its calibrated activation quantization.
+
+Loop: student = fused copy of the model with fake-quant on every Conv except the head's last convs and the DFL;
+teacher = the FP32 model. Loss on calibration images (never evaluation images): BCE between student and teacher
+class probabilities + KL between their DFL box distributions. No labels needed, so it works with the reservoir.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["QATConfig", "export_qat", "qat_finetune"]
+
+log = logging.getLogger("cldet")
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    epochs: int = 2
+    images: int = 256  # cap on fine-tuning images (drawn from the calibration set)
+    batch: int = 8
+    lr: float = 1e-5
+    target: str = "cpu"
+    method: str = "percentile"
+    percentile: float = 99.999
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"tool": "torch fake-quant (STE) + ONNX Runtime Q/DQ writer", "epochs": self.epochs,
+                "images": self.images, "batch": self.batch, "lr": self.lr, "loss": "BCE(cls probs) + KL(DFL) vs FP32",
+                "seed": self.seed}
+
+
+def _quant_convs(model):
+    """Convs to fake-quantize: all but the head's last class/box convs and the DFL (they stay float in the export)."""
+    import torch.nn as nn
+
+    head_idx = len(model.model) - 1
+    head = model.model[head_idx]
+    skip = {id(head.dfl.conv)} if hasattr(head, "dfl") and hasattr(head.dfl, "conv") else set()
+    for branch in (getattr(head, "cv2", None), getattr(head, "cv3", None)):
+        for seq in branch or []:
+            last = seq[-1]
+            skip.add(id(last))
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in skip]
+
+
+def _weight_fq():
+    """Parametrization: symmetric per-output-channel INT8 fake quant with max-abs scales (ORT's weight rule)."""
+    import torch
+    from torch import nn
+
+    class WeightFQ(nn.Module):
+        def forward(self, w):
+            amax = w.detach().abs().amax(dim=(1, 2, 3)).clamp(min=1e-8)
+            scale = (amax / 127.0).float()
+            zp = torch.zeros_like(scale, dtype=torch.int32)
+            return torch.fake_quantize_per_channel_affine(w, scale, zp, 0, -127, 127)
+
+    return WeightFQ()
+
+
+def _calibrate_inputs(model, convs, arrays: list[np.ndarray], percentile: float) -> dict[int, tuple[float, float]]:
+    """Per-conv input range (lo, hi): the percentile of |values| over the calibration batches, as the ORT calibrator."""
+    import torch
+
+    samples: dict[int, list[np.ndarray]] = {id(c): [] for c in convs}
+    hooks = [c.register_forward_pre_hook(
+        lambda m, inp: samples[id(m)].append(inp[0].detach().flatten()[::7].numpy())) for c in convs]
+    with torch.no_grad():
+        for x in arrays:
+            model(torch.from_numpy(x))
+    for h in hooks:
+        h.remove()
+    ranges = {}
+    for k, v in samples.items():
+        allv = np.concatenate(v)
+        lo, hi = np.percentile(allv, 100 - percentile), np.percentile(allv, percentile)
+        ranges[k] = (min(float(lo), 0.0), max(float(hi), 1e-6))
+    return ranges
+
+
+def _act_hook(lo: float, hi: float, symmetric: bool):
+    import torch
+
+    if symmetric:
+        amax = max(abs(lo), abs(hi))
+        scale, zp, qmin, qmax = amax / 127.0, 0, -128, 127
+    else:
+        scale = (hi - lo) / 255.0
+        zp, qmin, qmax = int(round(-lo / scale)), 0, 255
+
+    def hook(module, inp):
+        return (torch.fake_quantize_per_tensor_affine(inp[0], scale, zp, qmin, qmax),)
+
+    return hook
+
+
+def _head_raw(model, x):
+    """Raw head outputs (box distribution logits, class logits): the Detect head in training mode."""
+    out = model(x)
+    return out["one2many"] if isinstance(out, dict) and "one2many" in out else out
+
+
+def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool = True):
+    """Return a fused FP32 copy of `model` whose weights were fine-tuned under INT8 fake quantization."""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.utils import parametrize
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    teacher = copy.deepcopy(model).float().eval().fuse()
+    student = copy.deepcopy(teacher)
+    convs = _quant_convs(student)
+    ranges = _calibrate_inputs(student, convs, arrays[: min(len(arrays), 32)], cfg.percentile)
+    hooks = [c.register_forward_pre_hook(_act_hook(*ranges[id(c)], cfg.target == "tensorrt")) for c in convs]
+    for c in convs:
+        parametrize.register_parametrization(c, "weight", _weight_fq())
+    head = student.model[-1]
+    reg_max, nc = int(getattr(head, "reg_max", 16)), int(head.nc)
+    params = [p for p in student.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    rng = random.Random(cfg.seed)
+    data = arrays[: cfg.images]
+    student.train()
+    teacher.train()  # fused: no BatchNorm left, so train() only makes the Detect head return raw logits
+    losses = []
+    for epoch in range(cfg.epochs):
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        bar = tqdm(range(0, len(order), cfg.batch), desc=f"qat epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress)
+        for s in bar:
+            x = torch.from_numpy(np.concatenate([data[i] for i in order[s: s + cfg.batch]]))
+            if rng.random() < 0.5:
+                x = x.flip(-1)
+            with torch.no_grad():
+                t = _head_raw(teacher, x)
+            o = _head_raw(student, x)
+            b = x.shape[0]
+            ts, os_ = t["scores"], o["scores"]
+            tb = t["boxes"].view(b, 4, reg_max, -1)
+            ob = o["boxes"].view(b, 4, reg_max, -1)
+            loss = F.binary_cross_entropy_with_logits(os_, ts.sigmoid()) + F.kl_div(
+                F.log_softmax(ob, 2), F.log_softmax(tb, 2), log_target=True, reduction="batchmean") / (4 * ob.shape[-1])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+    for h in hooks:
+        h.remove()
+    for c in convs:  # bake the INT8-grid weights so the exporter's per-channel max-abs scales reproduce them
+        parametrize.remove_parametrizations(c, "weight", leave_parametrized=True)
+    student.eval()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    log.info("QAT: %d epochs on %d images, distillation loss %.4f -> %.4f", cfg.epochs, len(data),
+             losses[0] if losses else float("nan"), losses[-1] if losses else float("nan"))
+    return student, {"loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+                     "steps": len(losses), "quantized_convs": len(convs)}
+
+
+def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True) -> dict:
+    """QAT-finetune `model` on the calibration images, export it, and write its Q/DQ ONNX to `out`."""
+    from ..calib.reader import calibration_arrays
+    from .onnx_export import export_onnx
+    from .quantize import QuantConfig, quantize_ptq
+
+    arrays = list(calibration_arrays(calib, imgsz, progress))
+    student, stats = qat_finetune(model, arrays, cfg, progress)
+    fp32 = out.with_name(f".{out.stem}.qat-fp32.onnx")
+    try:
+        export_onnx(student, fp32, imgsz)
+        quantize_ptq(fp32, out, iter(arrays), QuantConfig(target=cfg.target, method=cfg.method,
+                                                          percentile=cfg.percentile))
+    finally:
+        fp32.unlink(missing_ok=True)
+    return {**cfg.as_dict(), **stats}

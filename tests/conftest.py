@@ -1,0 +1,44 @@
+"""Shared fixtures: bundled demo data, optional ../shared data, tiny synthetic datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+MINI = ROOT / "data" / "chess-mini" / "data.yaml"
+
+
+@pytest.fixture(scope="session")
+def mini_yaml() -> Path:
+    assert MINI.is_file(), "bundled demo data missing"
+    return MINI
+
+
+@pytest.fixture(scope="session")
+def chess13_yaml() -> Path:
+    p = SHARED / "data" / "chess13" / "data.yaml"
+    if not p.is_file():
+        pytest.skip("../shared/data/chess13 not present")
+    return p
+
+
+def write_dataset(root: Path, names: list[str], labels: dict[str, str], size: int = 64) -> Path:
+    """A tiny YOLO dataset: one image per entry of `labels` (file stem -> label text) in train and val."""
+    import cv2
+
+    for split in ("train", "val"):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "labels").mkdir(parents=True, exist_ok=True)
+        for stem, text in labels.items():
+            cv2.imwrite(str(root / split / "images" / f"{stem}.jpg"), np.full((size, size, 3), 128, np.uint8))
+            (root / split / "labels" / f"{stem}.txt").write_text(text)
+    y = root / "data.yaml"
+    y.write_text("train: train/images\nval: val/images\nnames:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(names)))
+    return y

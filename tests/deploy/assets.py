@@ -1,0 +1,130 @@
+"""Deploy test assets: a small trained detector, its FP32/INT8 ONNX and a manifest, built once and cached.
+
+Why train at all: the parity and drift tests need a model with real, confident detections; a random head
+gives near-constant scores that any pipeline reproduces. A 4-class yolov5nu from the COCO backbone+neck,
+4 epochs at 192 px on chess13's training split (~1.5 min on 2 CPU cores), reaches mAP50 ~0.3.
+The export here is a minimal stand-in for `cldet export` (same export_onnx, ORT's static quantizer with
+U8 activations / S8 per-channel weights, manifest in the documented schema) so these tests do not hinge on
+the export stage's options; the manifest's references are measured with `open_backend` like export does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "chess13" / "data.yaml"
+MINI = ROOT / "data" / "chess-mini" / "data.yaml"
+CLASSES = ["white-pawn", "white-knight", "black-pawn", "black-knight"]
+GROUPS = {"step0": CLASSES[:2], "step1": CLASSES[2:], "all": CLASSES}
+IMGSZ = 192
+VERSION = "v3"  # bump to rebuild cached assets
+
+
+@dataclass(frozen=True)
+class Assets:
+    root: Path
+    checkpoint: Path
+    fp32: Path
+    fp32_b1: Path  # fixed batch 1
+    int8: Path
+    manifest: Path
+    eval_yaml: Path
+    train_yaml: Path
+
+
+def _paths(root: Path, train_yaml: Path) -> Assets:
+    return Assets(root, root / "run" / "model.pt", root / "export" / "model.fp32.onnx",
+                  root / "export" / "model.fp32.b1.onnx", root / "export" / "model.int8.onnx",
+                  root / "export" / "manifest.json", MINI, train_yaml)
+
+
+class _Calib:
+    """ORT CalibrationDataReader over letterboxed training images (never the evaluation images)."""
+
+    def __init__(self, images: list[Path], size: int) -> None:
+        from cldet.deploy.processing import letterbox, load_image
+
+        self.batches = iter([{"images": letterbox(load_image(p), size)[0][None]} for p in images])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantize_int8(fp32: Path, int8: Path, calib_images: list[Path], size: int) -> None:
+    """U8 activations / S8 per-channel weights on Conv inputs; the DFL conv (fixed arange weights) stays float."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    proto = onnx.load(str(fp32))
+    inits = {i.name: i for i in proto.graph.initializer}
+    dfl = [n.name for n in proto.graph.node if n.op_type == "Conv" and n.input[1] in inits
+           and list(inits[n.input[1]].dims) == [1, 16, 1, 1]]
+    quantize_static(str(fp32), str(int8), _Calib(calib_images, size), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    op_types_to_quantize=["Conv"], nodes_to_exclude=dfl, calibrate_method=CalibrationMethod.MinMax)
+
+
+def write_manifest(a: Assets, metrics: dict[str, dict]) -> None:
+    from cldet.data import load_dataset
+    from cldet.detector.lineage import sha256_file
+
+    arts = {k: {"file": p.name, "sha256": sha256_file(p), "precision": "int8" if k == "int8" else "fp32",
+                "target": "cpu" if k == "int8" else None, "metrics": metrics[k]}
+            for k, p in (("fp32", a.fp32), ("fp32_b1", a.fp32_b1), ("int8", a.int8))}
+    man = {
+        "format": "cldet-manifest/1", "created": "test", "cldet_version": "test",
+        "run": {"path": str(a.checkpoint.parent), "model_sha256": sha256_file(a.checkpoint), "lineage_increments": 1},
+        "input": {"name": "images", "shape": [1, 3, IMGSZ, IMGSZ], "imgsz": IMGSZ, "color": "RGB", "scale": 1 / 255,
+                  "letterbox": {"pad_value": 114, "center": True}},
+        "output": {"name": "output0", "layout": "(B, 4+nc, A)"},
+        "classes": CLASSES, "groups": GROUPS, "calibration": {"images": 32, "method": "minmax"},
+        "eval": {"data": str(a.eval_yaml), "split": "val", "fingerprint": load_dataset(a.eval_yaml).fingerprint("val"),
+                 "images": len(load_dataset(a.eval_yaml).images("val"))},
+        "artifacts": arts,
+    }
+    a.manifest.write_text(json.dumps(man, indent=1))
+
+
+def reference_metrics(artifact: Path, eval_yaml: Path) -> dict:
+    from cldet.data import load_dataset
+    from cldet.deploy.evaluate import evaluate
+    from cldet.deploy.runtime import open_backend
+
+    res = evaluate(open_backend(artifact, "cpu"), load_dataset(eval_yaml), "val", CLASSES, IMGSZ, groups=GROUPS,
+                   progress=False)
+    return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+
+
+def build(cache: Path) -> Assets:
+    """Train + export into `cache/VERSION` unless a complete set is already there."""
+    root = cache / VERSION
+    train_yaml = SHARED_DATA if SHARED_DATA.is_file() else MINI
+    a = _paths(root, train_yaml)
+    if a.manifest.is_file() and a.checkpoint.is_file():
+        return a
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    from cldet.data import load_dataset
+    from cldet.detector.api import train
+    from cldet.detector.config import TrainConfig
+    from cldet.detector.model import load_checkpoint
+    from cldet.export.onnx_export import export_onnx
+
+    epochs = 4 if train_yaml == SHARED_DATA else 20
+    train(train_yaml, root / "run", classes=CLASSES,
+          tcfg=TrainConfig(epochs=epochs, imgsz=IMGSZ, batch=16, workers=0, close_mosaic=0))
+    model, _ = load_checkpoint(a.checkpoint)
+    a.fp32.parent.mkdir(parents=True)
+    export_onnx(model, a.fp32, IMGSZ)
+    export_onnx(model, a.fp32_b1, IMGSZ, dynamic_batch=False)
+    calib = load_dataset(train_yaml).images("train")
+    quantize_int8(a.fp32, a.int8, [calib[i] for i in np.linspace(0, len(calib) - 1, 32).astype(int)], IMGSZ)
+    write_manifest(a, {k: reference_metrics(p, a.eval_yaml) for k, p in (("fp32", a.fp32), ("fp32_b1", a.fp32_b1),
+                                                                          ("int8", a.int8))})
+    return a

@@ -1,0 +1,68 @@
+import torch
+
+from cldet.detector.losses import box_iou, feature_kd, merge_targets, pseudo_labels, score_kd
+
+
+def _pred(boxes_xywh, scores):
+    """(1, 4 + nc, A) decoded prediction from lists."""
+    b = torch.tensor(boxes_xywh, dtype=torch.float32).T
+    s = torch.tensor(scores, dtype=torch.float32).T
+    return torch.cat([b, s], 0)[None]
+
+
+def test_pseudo_labels_threshold_and_nms():
+    pred = _pred([[20, 20, 10, 10], [21, 20, 10, 10], [60, 60, 10, 10], [80, 80, 10, 10]],
+                 [[0.9, 0.1], [0.8, 0.1], [0.2, 0.7], [0.3, 0.2]])
+    (boxes, cls, score), = pseudo_labels(pred, conf=0.5, nms_iou=0.6)
+    assert cls.tolist() == [0, 1] and torch.allclose(score, torch.tensor([0.9, 0.7]))
+    assert torch.allclose(boxes[0], torch.tensor([15.0, 15, 25, 25]))
+
+
+def test_merge_never_overrides_real_labels_and_groups_by_image():
+    batch = {"cls": torch.tensor([[2.0]]), "bboxes": torch.tensor([[0.25, 0.25, 0.1, 0.1]]), "batch_idx": torch.tensor([1.0])}
+    # image 1: one pseudo box on the real box (dropped) and one elsewhere (kept); image 0: one pseudo box
+    pseudo = [
+        (torch.tensor([[10.0, 10, 20, 20]]), torch.tensor([0]), torch.tensor([0.9])),
+        (torch.tensor([[20.0, 20, 30, 30], [60, 60, 80, 80]]), torch.tensor([1, 0]), torch.tensor([0.9, 0.8])),
+    ]
+    merged, n = merge_targets(batch, pseudo, (100, 100), gt_iou=0.5)
+    assert n == 2
+    assert merged["batch_idx"].tolist() == [0, 1, 1]  # sorted by image, as the loss expects
+    assert merged["cls"].view(-1).tolist() == [0, 2, 0]  # the real label (class 2) survives
+    assert torch.allclose(merged["bboxes"][2], torch.tensor([0.7, 0.7, 0.2, 0.2]))
+
+
+def test_merge_without_pseudo_returns_batch_unchanged():
+    batch = {"cls": torch.zeros(0, 1), "bboxes": torch.zeros(0, 4), "batch_idx": torch.zeros(0)}
+    merged, n = merge_targets(batch, [(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0))], (10, 10))
+    assert n == 0 and merged is batch
+
+
+def test_feature_kd_zero_when_equal_scale_free_and_grad():
+    t = [torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2)]
+    assert feature_kd([x.clone() for x in t], t).item() == 0
+    s = [x + 0.1 * torch.randn_like(x) for x in t]
+    a = feature_kd(s, t)
+    b = feature_kd([10 * x for x in s], [10 * x for x in t])
+    assert a > 0 and torch.isclose(a, b)
+    s0 = t[0].clone().requires_grad_(True)
+    feature_kd([s0 + 1, t[1]], t).backward()
+    assert s0.grad.abs().sum() > 0
+    assert feature_kd(s, t, mode="channel") > 0
+
+
+def test_score_kd_zero_at_teacher_and_pulls_toward_it():
+    t = torch.randn(2, 3, 50)
+    assert abs(score_kd(t.clone(), t).item()) < 1e-5
+    s = torch.zeros(2, 3, 50, requires_grad=True)
+    loss = score_kd(s, t)
+    loss.backward()
+    assert loss > 0
+    # gradient descent moves student logits toward the teacher's
+    assert torch.sign(-s.grad).eq(torch.sign(t)).float().mean() > 0.95
+
+
+def test_box_iou():
+    a = torch.tensor([[0.0, 0, 10, 10]])
+    assert torch.allclose(box_iou(a, torch.tensor([[0.0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])),
+                          torch.tensor([[1.0, 1 / 3, 0]]), atol=1e-6)
