@@ -103,7 +103,7 @@ def reference_metrics(artifact: Path, eval_yaml: Path) -> dict:
 
 def build(cache: Path) -> Assets:
     """Train + export into `cache/VERSION` unless a complete set is already there."""
-    root = cache / VERSION
+    root = (cache / VERSION).resolve()  # absolute: Ultralytics re-roots a relative project under runs/detect
     train_yaml = SHARED_DATA if SHARED_DATA.is_file() else MINI
     a = _paths(root, train_yaml)
     if a.manifest.is_file() and a.checkpoint.is_file():

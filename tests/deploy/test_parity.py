@@ -57,5 +57,6 @@ def test_onnx_pipeline_matches_ultralytics_predict(assets, tmp_path):
             cand = np.where((ours.classes == tc[i]) & (iou[i] > 0.9))[0]
             if len(cand) and np.abs(ours.scores[cand] - ts[i]).min() < 0.01:
                 matched += 1
+    print(f"parity: {matched}/{total} Ultralytics detections reproduced")
     assert total >= 20, f"the test model should make real detections (got {total} at conf {CONF})"
     assert matched >= 0.95 * total, f"only {matched}/{total} Ultralytics detections reproduced"
