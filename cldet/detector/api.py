@@ -115,7 +115,11 @@ def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
     except ImportError:
         return
     parent = Path(inc.parent["run"]) if inc.parent else None
-    inc.data["calib"] = update_reservoir(out, parent, Path(inc.data["yaml"]), names)
+    idx = update_reservoir(out, parent, Path(inc.data["yaml"]), names, increment=inc.index)
+    imgs = idx.get("images", [])
+    covered = sorted({c for e in imgs for c in e.get("classes", [])}) if imgs and isinstance(imgs[0], dict) else []
+    inc.data["calib"] = {"images": len(imgs), "bytes": sum(int(e.get("bytes", 0)) for e in imgs if isinstance(e, dict)),
+                         "classes_missing": [n for n in names if covered and n not in covered]}
 
 
 def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val") -> dict:

@@ -25,7 +25,7 @@ def run_demo(out: Path, epochs: int | None = None, data: Path = DEMO_DATA) -> di
 
         raise DataError(f"demo data {data} is missing; it ships with the cldet source tree (data/chess-mini).")
     p = Protocol(name="demo", dataset=Path(data).resolve(), dataset_name="chess-mini", steps=[WHITE, BLACK],
-                 train={"epochs": epochs or 10, "imgsz": 320, "batch": 16, "workers": 2}, methods=["finetune", "ours"])
+                 train={"epochs": epochs or 12, "imgsz": 320, "batch": 8, "workers": 2}, methods=["finetune", "ours"])
     run = run_protocol(p, Path(out) / "runs", seed=0, joint=False)
     summary = summarise(p, [run])
     paths = write_outputs(summary, Path(out))
