@@ -1,0 +1,32 @@
+"""Copy the latest benchmark tables (benchmarks/results/*.md) into README.md between markers.
+
+    .venv/bin/python benchmarks/update_readme.py
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = {"cl-results": "cl-*.md", "export-results": "export-*.md"}
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for marker, pattern in SECTIONS.items():
+        files = sorted(p for p in (ROOT / "benchmarks" / "results").glob(pattern) if "-quick" not in p.name)
+        body = "\n".join(p.read_text().strip() + (f"\n\n![{p.stem}](benchmarks/results/{p.stem}.png)" if p.with_suffix(".png").exists() else "")
+                         for p in files) or "_No full run recorded yet._"
+        text, n = re.subn(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
+        if not n:
+            print(f"README.md has no <!-- {marker}:start/end --> markers", file=sys.stderr)
+            return 1
+    readme.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
