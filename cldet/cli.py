@@ -46,24 +46,19 @@ def friendly(fn: Callable) -> Callable:
 
 
 def _register() -> None:
-    from .detector import commands as det
+    """Add each stage's commands; a stage left out of a build is skipped, any other import error raises."""
+    import importlib
 
-    for name, fn in det.COMMANDS.items():
-        app.command(name, epilog=EXIT_CODES)(friendly(fn))
-    try:
-        from .export import commands as exp
-
-        for name, fn in exp.COMMANDS.items():
+    for stage in ("detector", "export", "deploy"):
+        module = f"{__package__}.{stage}.commands"
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        for name, fn in mod.COMMANDS.items():
             app.command(name, epilog=EXIT_CODES)(friendly(fn))
-    except ImportError:  # stage not present in this build
-        pass
-    try:
-        from .deploy import commands as dep
-
-        for name, fn in dep.COMMANDS.items():
-            app.command(name, epilog=EXIT_CODES)(friendly(fn))
-    except ImportError:
-        pass
 
 
 _register()
