@@ -172,9 +172,9 @@ def update_reservoir(
     (tmp / "images").mkdir(parents=True)
     (tmp / "labels").mkdir()
     entries = []
-    for c in chosen:
+    for n, c in enumerate(chosen):
         digest = c.sha256 or sha256_file(c.image)
-        stem = f"{c.increment}_{digest[:12]}"
+        stem = f"{c.increment}_{digest[:12]}_{n:03d}"  # the counter keeps byte-identical images apart
         shutil.copyfile(c.image, tmp / "images" / f"{stem}{c.image.suffix.lower()}")
         rows = [f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}" for r in c.labels]
         (tmp / "labels" / f"{stem}.txt").write_text("\n".join(rows) + ("\n" if rows else ""))

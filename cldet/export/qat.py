@@ -161,7 +161,7 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
     for h in hooks:
         h.remove()

@@ -99,6 +99,29 @@ def _check_no_quantized_decode(proto, decode: list[str]) -> None:
         raise ArtifactError(f"INT8 graph quantizes decode nodes {bad[:5]}; the head's decode must stay float.")
 
 
+def _dq_to_conv_only(proto) -> int:
+    """TensorRT target: a Q/DQ pair shared by a Conv and a Concat/Add (ORT shares one DQ between consumers) would
+    put INT8 tensors with unrelated scales at Concat inputs, which makes TensorRT insert reformats. Rewire every
+    non-Conv consumer of an activation DQ back to the float tensor, so Q/DQ sits only in front of Conv inputs."""
+    inits = {i.name for i in proto.graph.initializer}
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    float_of = {}
+    for n in proto.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
+            q = producer.get(n.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                float_of[n.output[0]] = q.input[0]
+    moved = 0
+    for n in proto.graph.node:
+        if n.op_type in ("Conv", "QuantizeLinear", "DequantizeLinear"):
+            continue
+        for k, i in enumerate(n.input):
+            if i in float_of:
+                n.input[k] = float_of[i]
+                moved += 1
+    return moved
+
+
 class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over an iterator of (1, 3, S, S) arrays."""
 
@@ -136,6 +159,8 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
              "CalibTensorRangeSymmetric": False, "QDQKeepRemovableActivations": False}
     if config.method == "percentile":
         extra["CalibPercentile"] = config.percentile
+    if config.target == "tensorrt":  # Q/DQ on Conv inputs only: TensorRT fuses Conv+SiLU and places the rest itself
+        extra["OpTypesToExcludeOutputQuantization"] = list(config.ops)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         quantize_static(
@@ -154,6 +179,8 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
         for aux in out.parent.glob("augmented_model*.onnx"):
             aux.unlink(missing_ok=True)
     q = onnx.load(str(tmp))
+    if config.target == "tensorrt":
+        _dq_to_conv_only(q)
     _check_no_quantized_decode(q, exclude)
     import json
 

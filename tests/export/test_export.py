@@ -1,0 +1,199 @@
+"""cldet export end to end on a tiny run: contract, Q/DQ placement, manifest, refusals, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from cldet.detector.lineage import sha256_file
+from cldet.errors import ArtifactError, DataError, RunError
+from cldet.manifest import read_manifest
+
+from .conftest import IMGSZ
+
+
+def _consumers(proto):
+    cons = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            cons.setdefault(i, []).append(n)
+    return cons
+
+
+def test_fp32_matches_pytorch(exported, tiny_run):
+    from cldet.detector.model import load_checkpoint, torch_predict
+    from cldet.export._ort import ort_predict
+
+    model, _ = load_checkpoint(tiny_run / "model.pt")
+    x = np.random.default_rng(0).random((2, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    ref = torch_predict(model)(x)
+    got = ort_predict(exported["out"] / "model.fp32.onnx")(x)
+    assert got.shape == ref.shape == (2, 4 + 13, 3 * 0 + (8 * 8 + 4 * 4 + 2 * 2))
+    np.testing.assert_allclose(got[:, :4], ref[:, :4], atol=2e-3)  # box pixels
+    np.testing.assert_allclose(got[:, 4:], ref[:, 4:], atol=1e-4)  # probabilities
+    proto = onnx.load(str(exported["out"] / "model.fp32.onnx"))
+    assert [i.name for i in proto.graph.input] == ["images"] and [o.name for o in proto.graph.output] == ["output0"]
+
+
+def test_fp16_and_nms_variants(exported):
+    from cldet.export._ort import ort_predict
+
+    x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    f32 = ort_predict(exported["out"] / "model.fp32.onnx")(x)
+    f16 = ort_predict(exported["out"] / "model.fp16.onnx")(x)
+    assert f16.dtype == np.float32 and np.abs(f16[:, 4:] - f32[:, 4:]).max() < 1e-2
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(exported["out"] / "model.fp32.nms.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"images": x})[0].shape == (1, 300, 6)
+
+
+def test_int8_qdq_placement_cpu(exported):
+    from cldet.export.quantize import decode_nodes, qdq_report
+
+    path = exported["out"] / "model.int8.onnx"
+    rep = qdq_report(path)
+    assert rep["QuantizeLinear"] > 50 and rep["DequantizeLinear"] > rep["QuantizeLinear"]
+    assert rep["activation_types"] == ["uint8"]  # U8 activations for x86 VNNI
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    # per-channel weights: weight DQ scales are vectors
+    weight_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                 and len(inits[n.input[0]].dims) == 4]
+    assert weight_dq and all(int(np.prod(inits[n.input[1]].dims)) > 1 for n in weight_dq)
+    # the decode (DFL softmax, box arithmetic, class sigmoid, output concat) computes in float
+    dec = set(decode_nodes(onnx.load(str(exported["out"] / "model.fp32.onnx"))))
+    prod = {o: n for n in proto.graph.node for o in n.output}
+    for n in proto.graph.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] in prod:
+            assert prod[n.input[0]].name not in dec, f"decode node {prod[n.input[0]].name} quantized"
+    out = proto.graph.output[0].name
+    assert prod[out].op_type == "Concat" and prod[out].name in dec
+    assert any(n.op_type == "Softmax" and n.name in dec for n in proto.graph.node)
+
+
+def test_int8_tensorrt_target_is_symmetric_conv_only(exported, tmp_path):
+    from cldet.export.quantize import QuantConfig, qdq_report, quantize_ptq
+
+    arrays = [np.random.default_rng(i).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32) for i in range(3)]
+    out = quantize_ptq(exported["out"] / "model.fp32.onnx", tmp_path / "trt.onnx", arrays,
+                       QuantConfig(target="tensorrt", method="minmax"))
+    assert qdq_report(out)["activation_types"] == ["int8"]
+    proto = onnx.load(str(out))
+    cons = _consumers(proto)
+    inits = {i.name for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
+            kinds = {c.op_type for c in cons.get(n.output[0], [])}
+            assert kinds == {"Conv"}, (n.name, kinds)
+    zps = [i for i in proto.graph.initializer if i.name.endswith("zero_point")]
+    assert all(not np.any(onnx.numpy_helper.to_array(z)) for z in zps)  # symmetric: zero points 0
+
+
+def test_manifest_verifies(exported):
+    out = exported["out"]
+    m = read_manifest(out / "manifest.json")
+    assert m.classes and m.imgsz == IMGSZ
+    assert set(m.groups) == {"step0", "step1", "all"} and len(m.groups["step0"]) == 6
+    for key, a in m.artifacts.items():
+        assert sha256_file(out / a["file"]) == a["sha256"], key
+    for key in ("fp32", "fp16", "int8"):
+        assert set(m.artifacts[key]["metrics"]) == {"step0", "step1", "all"}
+        assert 0.0 <= m.artifacts[key]["metrics"]["all"]["map50_95"] <= 1.0
+    assert m.artifacts["int8"]["precision"] == "int8" and m.artifacts["int8"]["target"] == "cpu"
+    cal = m.raw["calibration"]
+    assert cal["images"] == 6 and cal["method"] == "minmax" and set(cal["covered"]) | set(cal["missing"]) == set(m.classes)
+    assert m.raw["eval"]["images"] == 4 and m.raw["run"]["lineage_increments"] == 2
+    assert not list(out.glob(".*"))  # no staging leftovers
+
+
+def test_refuses_to_overwrite(exported, tiny_run):
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    before = sha256_file(exported["out"] / "model.int8.onnx")
+    with pytest.raises(RunError, match="--force"):
+        export_run(tiny_run, ExportOptions(out=exported["out"], progress=False))
+    assert sha256_file(exported["out"] / "model.int8.onnx") == before
+
+
+def test_run_without_lineage(tmp_path, tiny_run):
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "model.pt", run / "model.pt")
+    with pytest.raises(RunError, match="lineage.json"):
+        export_run(run, ExportOptions(progress=False))
+
+
+def test_calibration_on_eval_images_is_refused(tiny_run, tmp_path, mini_yaml):
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    val = mini_yaml.parent / "valid" / "images"
+    with pytest.raises(DataError, match="also evaluation images"):
+        export_run(tiny_run, ExportOptions(out=tmp_path / "o", calib=val, progress=False, eval_limit=2))
+    assert not (tmp_path / "o" / "model.fp32.onnx").exists()
+
+
+def test_empty_calibration_folder(tiny_run, tmp_path):
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty"):
+        export_run(tiny_run, ExportOptions(out=tmp_path / "o", calib=tmp_path / "empty", progress=False))
+
+
+def test_checker_failure_names_the_file(tmp_path, exported):
+    from cldet.export.onnx_export import check_onnx
+
+    bad = tmp_path / "bad.onnx"
+    proto = onnx.load(str(exported["out"] / "model.fp32.onnx"))
+    proto.graph.node[3].input[0] = "no_such_tensor"
+    onnx.save(proto, str(bad))
+    with pytest.raises(ArtifactError, match="bad.onnx"):
+        check_onnx(bad)
+
+
+def test_qat_weights_land_on_the_int8_grid(tiny_run):
+    from cldet.detector.model import load_checkpoint
+    from cldet.export.qat import QATConfig, _quant_convs, qat_finetune
+
+    model, _ = load_checkpoint(tiny_run / "model.pt")
+    arrays = [np.random.default_rng(i).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32) for i in range(4)]
+    student, stats = qat_finetune(model, arrays, QATConfig(epochs=1, batch=2, lr=1e-4), progress=False)
+    assert stats["steps"] == 2 and stats["quantized_convs"] > 50
+    w = _quant_convs(student)[5].weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    q = w / scale
+    assert np.allclose(q.numpy(), np.round(q.numpy()), atol=1e-3)
+    head = student.model[-1]
+    assert not hasattr(head.cv3[0][-1], "parametrizations")  # last class conv stays plain float
+
+
+def test_cli_help_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, cldet.cli; bad=[m for m in ('torch','onnx','ultralytics','onnxruntime') if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_cli_refusal_exit_code(exported, tiny_run):
+    from typer.testing import CliRunner
+
+    from cldet.cli import app
+
+    r = CliRunner().invoke(app, ["export", "--run", str(tiny_run), "--out", str(exported["out"])])
+    assert r.exit_code == RunError.exit_code
+    assert "--force" in r.output
+
+
+def test_manifest_json_is_plain(exported):
+    raw = json.loads((exported["out"] / "manifest.json").read_text())
+    assert raw["format"] == "cldet-manifest/1" and raw["input"]["name"] == "images"
