@@ -109,6 +109,9 @@ def verify_artifact(artifact: Path, manifest: Manifest, reference: str | None = 
     if key not in manifest.artifacts:
         raise ArtifactError(f"--reference {key!r} is not an artifact of {manifest.path} ({', '.join(manifest.artifacts)}).")
     if not manifest.artifacts[key].get("metrics"):
+        note = manifest.artifacts[key].get("metrics_note")
+        if note:  # e.g. the in-graph NMS export, whose output the shared post-processing does not read
+            raise ArtifactError(f"{artifact.name}: {note}; check the raw-output artifact instead (model.int8.onnx).")
         raise ArtifactError(
             f"{manifest.path}: artifact '{key}' has no host reference metrics; re-run `cldet export` with evaluation data."
         )

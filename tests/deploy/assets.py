@@ -3,9 +3,10 @@
 Why train at all: the parity and drift tests need a model with real, confident detections; a random head
 gives near-constant scores that any pipeline reproduces. A 4-class yolov5nu from the COCO backbone+neck,
 4 epochs at 192 px on chess13's training split (~1.5 min on 2 CPU cores), reaches mAP50 ~0.3.
-The export here is a minimal stand-in for `cldet export` (same export_onnx, ORT's static quantizer with
-U8 activations / S8 per-channel weights, manifest in the documented schema) so these tests do not hinge on
-the export stage's options; the manifest's references are measured with `open_backend` like export does.
+The FP32/INT8 ONNX and manifest come from the real `cldet export` (export_run); where the export stage is
+absent, a minimal stand-in (same export_onnx, ORT's static quantizer with U8 activations / S8 per-channel
+weights, manifest in the documented schema) takes its place. A fixed-batch-1 FP32 copy is added for the
+runtime and bench tests.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ MINI = ROOT / "data" / "chess-mini" / "data.yaml"
 CLASSES = ["white-pawn", "white-knight", "black-pawn", "black-knight"]
 GROUPS = {"step0": CLASSES[:2], "step1": CLASSES[2:], "all": CLASSES}
 IMGSZ = 192
-VERSION = "v3"  # bump to rebuild cached assets
+VERSION = "v4"  # bump to rebuild cached assets
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def write_manifest(a: Assets, metrics: dict[str, dict]) -> None:
 
     arts = {k: {"file": p.name, "sha256": sha256_file(p), "precision": "int8" if k == "int8" else "fp32",
                 "target": "cpu" if k == "int8" else None, "metrics": metrics[k]}
-            for k, p in (("fp32", a.fp32), ("fp32_b1", a.fp32_b1), ("int8", a.int8))}
+            for k, p in (("fp32", a.fp32), ("int8", a.int8))}
     man = {
         "format": "cldet-manifest/1", "created": "test", "cldet_version": "test",
         "run": {"path": str(a.checkpoint.parent), "model_sha256": sha256_file(a.checkpoint), "lineage_increments": 1},
@@ -108,9 +109,9 @@ def build(cache: Path) -> Assets:
     a = _paths(root, train_yaml)
     if a.manifest.is_file() and a.checkpoint.is_file():
         return a
-    shutil.rmtree(root, ignore_errors=True)
+    for old in root.parent.glob("v*"):  # earlier asset versions and a half-built one
+        shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True)
-    from cldet.data import load_dataset
     from cldet.detector.api import train
     from cldet.detector.config import TrainConfig
     from cldet.detector.model import load_checkpoint
@@ -120,11 +121,24 @@ def build(cache: Path) -> Assets:
     train(train_yaml, root / "run", classes=CLASSES,
           tcfg=TrainConfig(epochs=epochs, imgsz=IMGSZ, batch=16, workers=0, close_mosaic=0))
     model, _ = load_checkpoint(a.checkpoint)
+    try:  # the real `cldet export` (what the board receives), when the export stage is present
+        from cldet.export.pipeline import ExportOptions, export_run
+    except ImportError:
+        export_run = None
+    if export_run is not None:
+        export_run(root / "run", ExportOptions(out=a.fp32.parent, data=a.eval_yaml, calib_images=32, progress=False))
+    else:
+        _standin_export(a, model, train_yaml)
+    export_onnx(model, a.fp32_b1, IMGSZ, dynamic_batch=False)  # not in the manifest: runtime/bench tests only
+    return a
+
+
+def _standin_export(a: Assets, model, train_yaml: Path) -> None:
+    from cldet.data import load_dataset
+    from cldet.export.onnx_export import export_onnx
+
     a.fp32.parent.mkdir(parents=True)
     export_onnx(model, a.fp32, IMGSZ)
-    export_onnx(model, a.fp32_b1, IMGSZ, dynamic_batch=False)
     calib = load_dataset(train_yaml).images("train")
     quantize_int8(a.fp32, a.int8, [calib[i] for i in np.linspace(0, len(calib) - 1, 32).astype(int)], IMGSZ)
-    write_manifest(a, {k: reference_metrics(p, a.eval_yaml) for k, p in (("fp32", a.fp32), ("fp32_b1", a.fp32_b1),
-                                                                          ("int8", a.int8))})
-    return a
+    write_manifest(a, {k: reference_metrics(p, a.eval_yaml) for k, p in (("fp32", a.fp32), ("int8", a.int8))})

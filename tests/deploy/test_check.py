@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cldet.cli import app
 
 from ..conftest import write_dataset
-from .assets import CLASSES, GROUPS
+from .assets import CLASSES, GROUPS, IMGSZ
 from .conftest import edit_manifest
 
 runner = CliRunner()
@@ -24,30 +24,49 @@ def _check(export: Path, data: Path, *extra: str, artifact: str = "model.int8.on
                                "--data", str(data), "--threads", "1", "--quiet", *extra])
 
 
+def _groups(export: Path) -> dict:
+    return json.loads((export / "manifest.json").read_text())["groups"]
+
+
 def test_check_passes_and_writes_report(workdir, assets, tmp_path):
     report = tmp_path / "report.json"
     r = _check(workdir, assets.eval_yaml, "--report", str(report))
     assert r.exit_code == 0, r.output
-    for g in GROUPS:
+    for g in _groups(workdir):
         assert g in r.output
     assert "PASS" in r.output and "FAIL" not in r.output
     rep = json.loads(report.read_text())
     assert rep["passed"] and rep["reference_key"] == "int8" and rep["max_abs_drift"] < 1.0
-    assert {g["group"] for g in rep["groups"]} == set(GROUPS)
+    assert {g["group"] for g in rep["groups"]} == set(_groups(workdir))
     assert set(rep["per_class"]) == set(CLASSES)
 
 
-def test_drift_past_tolerance_exits_1(workdir, assets, tmp_path):
-    def shift(raw):
-        m = raw["artifacts"]["int8"]["metrics"]["step1"]
-        m["map50_95"] = m["map50_95"] + 0.05  # the host claimed 5 points more than the board measures
-    edit_manifest(workdir / "manifest.json", shift)
+def test_drift_in_one_group_of_several_exits_1(workdir, assets, tmp_path):
+    """Two increments' groups: references as the host measured them, then the host claims 5 points more on one."""
+    from cldet.data import load_dataset
+    from cldet.deploy.evaluate import evaluate
+    from cldet.deploy.runtime import open_backend
+
+    res = evaluate(open_backend(workdir / "model.int8.onnx", "cpu", 1), load_dataset(assets.eval_yaml), "val",
+                   json.loads((workdir / "manifest.json").read_text())["classes"], IMGSZ, groups=GROUPS, progress=False)
+    refs = {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+
+    def two_groups(raw):
+        raw["groups"] = GROUPS
+        raw["artifacts"]["int8"]["metrics"] = refs
+    edit_manifest(workdir / "manifest.json", two_groups)
     report = tmp_path / "r.json"
+    assert _check(workdir, assets.eval_yaml, "--report", str(report)).exit_code == 0
+
+    def shift(raw):
+        raw["artifacts"]["int8"]["metrics"]["step1"]["map50_95"] += 0.05
+    edit_manifest(workdir / "manifest.json", shift)
     r = _check(workdir, assets.eval_yaml, "--report", str(report))
     assert r.exit_code == 1, r.output
     assert "FAIL" in r.output and "step1" in r.output
     rep = json.loads(report.read_text())
-    assert not rep["passed"] and [g["ok"] for g in rep["groups"]].count(False) == 1
+    assert not rep["passed"] and [g["group"] for g in rep["groups"] if not g["ok"]] == ["step1"]
+    assert abs(rep["max_abs_drift"] - 5.0) < 1e-6
     # a looser tolerance lets the same artifact through
     assert _check(workdir, assets.eval_yaml, "--tolerance", "6", "--report", str(report)).exit_code == 0
 

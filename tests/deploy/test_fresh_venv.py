@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -46,14 +47,14 @@ def deploy_venv(request, tmp_path_factory) -> Path:
     py = env_dir / "bin" / "python"
     fresh = not py.exists()
     if fresh:
+        for stale in base.glob("venv-*"):  # dependency sets of earlier pyproject.toml versions
+            shutil.rmtree(stale, ignore_errors=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     # the whole package from this checkout, not editable; dependencies only the first time
     args = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     r = _run(args + [str(ROOT)] if fresh else args + ["--no-deps", "--force-reinstall", str(ROOT)], cwd=base)
     if r.returncode != 0:
         if fresh:
-            import shutil
-
             shutil.rmtree(env_dir, ignore_errors=True)
         if "No matching distribution" in r.stderr or "Could not find" in r.stderr or "connection" in r.stderr.lower():
             pytest.skip(f"cannot install the deploy dependencies from the package registry here: {r.stderr[-300:]}")
