@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ArtifactError, MissingRuntimeError, CldetError
 
-__all__ = ["Backend", "OrtBackend", "open_backend", "PROVIDERS", "ENGINE_SUFFIXES", "available_providers"]
+__all__ = ["Backend", "OrtBackend", "open_backend", "run_in_slices", "PROVIDERS", "ENGINE_SUFFIXES", "available_providers"]
 
 # cldet name -> ONNX Runtime execution provider, best first (what "auto" tries).
 PROVIDERS: dict[str, str] = {
@@ -165,13 +165,14 @@ class OrtBackend:
         return f"OrtBackend({self.artifact.name}, {self.name}, imgsz={self.imgsz}, nc={self.nc}, batch={self.batch})"
 
 
-def run_in_slices(run, x: np.ndarray, batch: int) -> np.ndarray:
-    """Feed a fixed-batch runtime: slices of `batch` images, the last one zero-padded and trimmed."""
+def run_in_slices(run, x: np.ndarray, batch: int, pad: bool = True) -> np.ndarray:
+    """Feed a runtime at most `batch` images at a time; with `pad` (fixed-batch artifacts) the last slice is
+    zero-padded to `batch` and its output trimmed."""
     outs = []
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
         n = len(chunk)
-        if n < batch:
+        if pad and n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
         outs.append(run(chunk)[:n])
     return np.concatenate(outs)

@@ -183,7 +183,7 @@ class TrtBackend:
         step = self.batch or self.max_batch
         if len(x) == step or (self.batch is None and len(x) <= step):
             return self._run(x)
-        return run_in_slices(self._run, np.asarray(x, np.float32), step)
+        return run_in_slices(self._run, np.asarray(x, np.float32), step, pad=self.batch is not None)
 
     def __del__(self) -> None:  # device buffers go back with the backend
         for ptr, _ in getattr(self, "_bufs", {}).values():
