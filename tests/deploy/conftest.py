@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -39,3 +40,13 @@ def edit_manifest(path: Path, fn) -> Path:
     fn(raw)
     path.write_text(json.dumps(raw))
     return path
+
+
+@pytest.fixture(scope="session")
+def int8_onnx(request) -> Path:
+    """An INT8 Q/DQ ONNX for the `jetson` tests: $CLDET_TEST_EXPORT/model.int8.onnx (a board has no torch to build
+    the test model; copy an export folder there), else the test model's."""
+    env = os.environ.get("CLDET_TEST_EXPORT")
+    if env:
+        return Path(env) / "model.int8.onnx"
+    return request.getfixturevalue("assets").int8

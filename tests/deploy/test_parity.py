@@ -7,7 +7,6 @@ box by box on real chess13 images is what makes board-side mAP comparable with t
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cldet.deploy.processing import letterbox, load_image, postprocess
 from cldet.deploy.runtime import open_backend
