@@ -41,12 +41,14 @@ class QuantConfig:
     method: str = "percentile"
     percentile: float = 99.999
     per_channel: bool = True
+    float_head_convs: bool = True  # the head's last class/box convs stay float too (logit precision; 6 small convs)
     op_types: tuple[str, ...] | None = None  # None: CPU_OPS or TRT_OPS by target
 
     def as_dict(self) -> dict:
         d = {"target": self.target, "method": self.method, "per_channel": self.per_channel,
              "op_types": list(self.ops), "activations": "S8 symmetric" if self.target == "tensorrt" else "U8",
-             "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor"}
+             "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor",
+             "float_head_convs": self.float_head_convs}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -56,7 +58,7 @@ class QuantConfig:
         return self.op_types or (TRT_OPS if self.target == "tensorrt" else CPU_OPS)
 
 
-def decode_nodes(proto) -> list[str]:
+def decode_nodes(proto, with_head_convs: bool = False) -> list[str]:
     """Names of the head's decode nodes (kept float): every node that depends on the DFL softmax or on the class
     scores after the last class conv, i.e. everything downstream of the last Conv of each head branch.
 
@@ -69,6 +71,7 @@ def decode_nodes(proto) -> list[str]:
     # the head's last convs: Conv nodes whose output flows into a Reshape/Concat chain without another Conv except
     # the DFL conv (its input is a Softmax). Walk back from the outputs, stop at Convs fed by non-Softmax nodes.
     decode: dict[str, object] = {}
+    boundary: list[str] = []
     stack = [producer[o] for o in outputs if o in producer]
     while stack:
         n = stack.pop()
@@ -80,13 +83,14 @@ def decode_nodes(proto) -> list[str]:
                                           (src.op_type == "Transpose" and producer.get(src.input[0]) is not None
                                            and producer[src.input[0]].op_type == "Softmax"))
             if not is_dfl:
-                continue  # a head branch's last conv: quantized; stop here
+                boundary.append(n.name)  # a head branch's last conv: the walk stops here
+                continue
         decode[n.name] = n
         stack += [producer[i] for i in n.input if i in producer]
     if not any(n.op_type == "Sigmoid" for n in decode.values()):
         raise ArtifactError("could not find the head's decode (no class Sigmoid before the output); is this a "
                             "cldet/Ultralytics Detect export?")
-    return list(decode)
+    return list(decode) + (sorted(set(boundary)) if with_head_convs else [])
 
 
 def _check_no_quantized_decode(proto, decode: list[str]) -> None:
@@ -152,7 +156,7 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     pre = out.with_name(f".{out.stem}.pre.onnx")
     quant_pre_process(str(fp32_onnx), str(pre), skip_optimization=True, skip_symbolic_shape=True)
     proto = onnx.load(str(pre))
-    exclude = decode_nodes(proto)
+    exclude = decode_nodes(proto, with_head_convs=config.float_head_convs)
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[config.method]
     extra = {"WeightSymmetric": True, "ActivationSymmetric": config.target == "tensorrt",

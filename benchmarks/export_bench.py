@@ -1,0 +1,236 @@
+"""INT8 export benchmark: cldet's Q/DQ export vs Ultralytics' own ONNX INT8 export of the same model, in one run.
+
+    .venv/bin/python benchmarks/export_bench.py --run RUN [--run RUN2] --data ../shared/data/chess13/data.yaml
+
+For each run: FP32 + INT8 ONNX by cldet (`export_run`) and by Ultralytics (`YOLO(...).export(format="onnx",
+quantize=8, data=..., split="train", fraction=N)`: calibrated on N TRAIN images, as cldet, never the eval split),
+all four scored by the same evaluator (cldet.deploy.evaluate, ONNX Runtime CPU, the val split) and timed in the
+same process (2 threads, batch 1, the four sessions alternated every iteration, median after warm-up).
+Drift = FP32 minus INT8 mAP50-95 in points, per increment group. With --methods, cldet's calibration methods are
+compared too (that comparison chose the default). Writes benchmarks/results/export-<dataset>-<protocol>.json/.md/.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _protocol(run: Path, dataset: str) -> str:
+    for part in run.resolve().parts:
+        m = re.fullmatch(rf"{re.escape(dataset)}-(.+)", part)
+        if m:
+            return m.group(1)
+    return "custom"
+
+
+def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> dict:
+    from cldet.deploy.evaluate import evaluate
+    from cldet.export._ort import ort_predict
+
+    res = evaluate(ort_predict(path, threads), ds, "val", names, imgsz, groups=groups, batch=batch, progress=False)
+    return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+
+
+def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
+    """Median ms per artifact; sessions alternate every iteration so load changes hit all of them alike."""
+    import onnxruntime as ort
+
+    sess = {}
+    for k, p in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess[k] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    for s in sess.values():
+        for _ in range(warmup):
+            s.run(None, {"images": x})
+    ts: dict[str, list[float]] = {k: [] for k in sess}
+    for _ in range(iters):
+        for k, s in sess.items():
+            t = time.perf_counter()
+            s.run(None, {"images": x})
+            ts[k].append(time.perf_counter() - t)
+    return {k: 1000 * float(np.median(v)) for k, v in ts.items()}
+
+
+def _ultralytics_export(run: Path, work: Path, imgsz: int, data: Path, calib_images: int) -> tuple[Path, Path]:
+    """FP32 and INT8 ONNX by Ultralytics' exporter from the same weights (a scratch pickle it can load)."""
+    import shutil
+
+    import torch
+
+    from cldet.detector.model import load_checkpoint
+
+    model, _ = load_checkpoint(run / "model.pt")
+    work.mkdir(parents=True, exist_ok=True)
+    pt = work / "ul.pt"
+    model.args = {"imgsz": imgsz, "task": "detect"}
+    torch.save({"model": model, "train_args": {"imgsz": imgsz, "task": "detect"}}, pt)
+    from ultralytics import YOLO
+
+    f32 = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, device="cpu", simplify=True)
+    f32 = Path(shutil.move(f32, work / "ul.fp32.onnx"))
+    i8 = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, device="cpu", quantize=8, data=str(data), split="train",
+                              fraction=calib_images, simplify=True)
+    return f32, Path(shutil.move(i8, work / "ul.int8.onnx"))
+
+
+def _block(scores: dict, lat: dict, groups: list[str], extra: dict | None = None) -> dict:
+    drift = {g: round(100 * (scores["fp32"][g]["map50_95"] - scores["int8"][g]["map50_95"]), 3) for g in groups}
+    return {"int8_drift_max": max(drift.values()), "int8_drift": drift,
+            "latency_ms": {"fp32": round(lat["fp32"], 3), "int8": round(lat["int8"], 3)},
+            "latency_ratio": round(lat["int8"] / lat["fp32"], 3), "map50_95": {
+                k: {g: round(v[g]["map50_95"], 4) for g in groups} for k, v in scores.items()}, **(extra or {})}
+
+
+def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
+    from cldet.data import load_dataset
+    from cldet.detector.lineage import read_lineage
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    lin = read_lineage(run)
+    ds = load_dataset(data)
+    groups_map = lin.groups()
+    groups = list(groups_map)
+    dataset = data.parent.name
+    protocol = _protocol(run, dataset)
+    work = Path(tempfile.mkdtemp(prefix="cldet-exbench-"))
+    t0 = time.time()
+    man = export_run(run, ExportOptions(out=work / "cldet", calib_method=args.method, calib_images=args.calib_images,
+                                        data=data, threads=args.threads, force=True, progress=False))
+    imgsz = man["input"]["imgsz"]
+    cl_paths = {k: work / "cldet" / man["artifacts"][k]["file"] for k in ("fp32", "int8")}
+    cl_scores = {k: man["artifacts"][k]["metrics"] for k in ("fp32", "int8")}
+    print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
+
+    methods = {}
+    for meth in [m for m in args.methods.split(",") if m and m != args.method]:
+        from cldet.calib.reader import calibration_arrays, from_reservoir
+        from cldet.export.pipeline import _calibration
+        from cldet.export.quantize import QuantConfig, quantize_ptq
+
+        calib = _calibration(run, lin, lin.classes, ExportOptions(calib_images=args.calib_images), ds.images("val"))
+        p = quantize_ptq(cl_paths["fp32"], work / f"m_{meth}.onnx", calibration_arrays(calib, imgsz, False),
+                         QuantConfig(method=meth))
+        s = _scores(p, ds, lin.classes, imgsz, groups_map, 8, args.threads)
+        methods[meth] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - s[g]["map50_95"]), 3) for g in groups}
+        print(f"  calib {meth}: drift {methods[meth]}", flush=True)
+    if methods:
+        methods[args.method] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - cl_scores["int8"][g]["map50_95"]),
+                                         3) for g in groups}
+
+    ul_f32, ul_i8 = _ultralytics_export(run, work / "ul", imgsz, data, args.calib_images)
+    ul_scores = {k: _scores(p, ds, lin.classes, imgsz, groups_map, 1, args.threads)
+                 for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
+    print(f"[{run}] ultralytics export + eval done", flush=True)
+    lat = _latency({"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8},
+                   imgsz, args.threads, args.iters)
+    cal = man["calibration"]
+    result = {
+        "model": f"{lin.arch} {imgsz}px, {run}",
+        "run": str(run), "dataset": dataset, "protocol": protocol, "groups": groups,
+        "eval": {"data": str(data), "split": "val", "images": man["eval"]["images"]},
+        "cldet": _block(cl_scores, {"fp32": lat["cl_fp32"], "int8": lat["cl_int8"]}, groups, {
+            "calibration": {k: cal.get(k) for k in ("method", "images", "covered", "missing", "activations",
+                                                    "weights", "op_types", "sources")}}),
+        "ultralytics": _block(ul_scores, {"fp32": lat["ul_fp32"], "int8": lat["ul_int8"]}, groups, {
+            "calibration": {"images": args.calib_images, "split": "train",
+                            "call": f"YOLO(pt).export(format='onnx', quantize=8, data='{data}', split='train', "
+                                    f"fraction={args.calib_images})"}}),
+        "calib_methods_drift": methods,
+        "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
+                     "iters": args.iters, "warmup": 20, "alternated": True, "cpu_count": os.cpu_count()},
+        "seconds": round(time.time() - t0, 1),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"export-{dataset}-{protocol}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    _plot(result, stem.with_suffix(".png"))
+    print(markdown(result), flush=True)
+    return result
+
+
+def markdown(r: dict) -> str:
+    g = r["groups"]
+    lines = [f"### INT8 export, {r['dataset']} {r['protocol']} ({r['model']})", "",
+             "| exporter | " + " | ".join(f"drift {x} (pts)" for x in g) + " | FP32 ms | INT8 ms | INT8/FP32 |",
+             "|---|" + "---|" * (len(g) + 3)]
+    for who in ("cldet", "ultralytics"):
+        b = r[who]
+        lines.append(f"| {who} | " + " | ".join(f"{b['int8_drift'][x]:+.2f}" for x in g)
+                     + f" | {b['latency_ms']['fp32']:.2f} | {b['latency_ms']['int8']:.2f} | {b['latency_ratio']:.2f} |")
+    lines += ["", "| exporter | precision | " + " | ".join(f"mAP50-95 {x}" for x in g) + " |",
+              "|---|---|" + "---|" * len(g)]
+    for who in ("cldet", "ultralytics"):
+        for prec in ("fp32", "int8"):
+            lines.append(f"| {who} | {prec} | " + " | ".join(f"{r[who]['map50_95'][prec][x]:.4f}" for x in g) + " |")
+    if r.get("calib_methods_drift"):
+        lines += ["", "| cldet calibration | " + " | ".join(f"drift {x}" for x in g) + " |", "|---|" + "---|" * len(g)]
+        for m, d in r["calib_methods_drift"].items():
+            lines.append(f"| {m} | " + " | ".join(f"{d[x]:+.2f}" for x in g) + " |")
+    lines += ["", f"Drift = FP32 minus INT8 mAP50-95 in points on the {r['eval']['images']} images of the val split; "
+              f"latency = ONNX Runtime CPU, {r['settings']['threads']} threads, batch 1, median of "
+              f"{r['settings']['iters']} alternated runs. Both exporters calibrate on TRAIN images only.", ""]
+    return "\n".join(lines)
+
+
+def _plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = r["groups"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    x = np.arange(len(g))
+    for k, who in enumerate(("cldet", "ultralytics")):
+        a.bar(x + 0.38 * k, [r[who]["int8_drift"][i] for i in g], 0.38, label=who)
+        b.bar([k], [r[who]["latency_ratio"]], 0.6, label=who)
+    a.axhline(0.5, ls="--", c="k", lw=0.8)
+    a.set_xticks(x + 0.19, g)
+    a.set_ylabel("INT8 drift (mAP50-95 pts)")
+    a.legend()
+    b.axhline(0.5, ls="--", c="k", lw=0.8)
+    b.axhline(1.0, c="gray", lw=0.8)
+    b.set_xticks([0, 1], ["cldet", "ultralytics"])
+    b.set_ylabel("INT8 / FP32 latency")
+    fig.suptitle(f"{r['dataset']} {r['protocol']}: INT8 export")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", required=True, type=Path, help="run directory (repeatable)")
+    ap.add_argument("--data", required=True, type=Path, help="dataset yaml (val = evaluation, train = calibration)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--method", default="percentile", help="cldet calibration method for the headline numbers")
+    ap.add_argument("--methods", default="", help="also compare these methods, e.g. minmax,percentile,entropy")
+    ap.add_argument("--calib-images", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=200)
+    args = ap.parse_args()
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for run in args.run:
+        bench_run(run, args.data, args.out_dir, args)
+
+
+if __name__ == "__main__":
+    main()
