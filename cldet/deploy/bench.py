@@ -186,7 +186,12 @@ def plot_bench(result: dict, path: str | Path) -> Path:
         ax.set_title(title)
         ax.legend(fontsize=8)
     dev = result["device"]
-    fig.suptitle(f"cldet bench on {dev.get('model') or dev.get('machine')} ({dev.get('cpu_count')} cores)", fontsize=10)
+    title = f"cldet bench on {dev.get('model') or dev.get('machine')} ({dev.get('cpu_count')} cores)"
+    ratio = result.get("ratio", {})
+    if ratio:
+        a, b = (Path(e["file"]).name for e in arts)
+        title += f"; {a} / {b} p50: " + ", ".join(f"{r['infer_p50']:.2f} (b{k})" for k, r in ratio.items())
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
