@@ -140,3 +140,29 @@ def test_missing_files_and_bad_options(workdir, assets, tmp_path):
 def test_help_documents_exit_codes():
     r = runner.invoke(app, ["check", "--help"])
     assert r.exit_code == 0 and "Exit codes" in r.output and "drift" in r.output
+
+
+def test_engine_reference_resolution(workdir):
+    """Engines: listed (hash ok) or rebuilt on the device (hash differs) or absent -> the INT8 ONNX's references."""
+    from cldet.deploy.check import verify_artifact
+    from cldet.detector.lineage import sha256_file
+    from cldet.errors import ArtifactError
+    from cldet.manifest import read_manifest
+
+    eng = workdir / "model.engine"
+    eng.write_bytes(b"engine built on the host")
+
+    def listed(raw):
+        raw["artifacts"]["engine"] = {"file": eng.name, "sha256": sha256_file(eng), "precision": "int8",
+                                      "target": "cpu", "metrics": {}}
+    key, entry, _, warnings = verify_artifact(eng, read_manifest(workdir / "manifest.json"))
+    assert key == "int8" and entry["metrics"] and "not in the manifest" in warnings[0]
+    edit_manifest(workdir / "manifest.json", listed)
+    key, _, _, warnings = verify_artifact(eng, read_manifest(workdir / "manifest.json"))
+    assert key == "int8" and warnings == []
+    eng.write_bytes(b"engine rebuilt on the board")
+    key, _, _, warnings = verify_artifact(eng, read_manifest(workdir / "manifest.json"))
+    assert key == "int8" and "rebuilt on this device" in warnings[0]
+    assert verify_artifact(eng, read_manifest(workdir / "manifest.json"), reference="fp32")[0] == "fp32"
+    with pytest.raises(ArtifactError, match="--reference 'nope'"):
+        verify_artifact(eng, read_manifest(workdir / "manifest.json"), reference="nope")
