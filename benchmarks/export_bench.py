@@ -131,12 +131,25 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         methods[args.method] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - cl_scores["int8"][g]["map50_95"]),
                                          3) for g in groups}
 
+    qat_scores = None
+    if args.qat_epochs > 0:
+        t1 = time.time()
+        mq = export_run(run, ExportOptions(out=work / "qat", int8="qat", qat_epochs=args.qat_epochs,
+                                           calib_method=args.method, calib_images=args.calib_images, data=data,
+                                           threads=args.threads, force=True, progress=False))
+        qat_path = work / "qat" / mq["artifacts"]["int8"]["file"]
+        qat_scores = {"fp32": cl_scores["fp32"], "int8": mq["artifacts"]["int8"]["metrics"]}
+        qat_info = mq["calibration"].get("qat", {})
+        print(f"[{run}] cldet QAT export done in {time.time() - t1:.0f} s", flush=True)
+
     ul_f32, ul_i8 = _ultralytics_export(run, work / "ul", imgsz, data, args.calib_images)
     ul_scores = {k: _scores(p, ds, lin.classes, imgsz, groups_map, 1, args.threads)
                  for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
     print(f"[{run}] ultralytics export + eval done", flush=True)
-    lat = _latency({"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8},
-                   imgsz, args.threads, args.iters)
+    paths = {"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8}
+    if qat_scores:
+        paths["qat_int8"] = qat_path
+    lat = _latency(paths, imgsz, args.threads, args.iters)
     cal = man["calibration"]
     result = {
         "model": f"{lin.arch} {imgsz}px, {run}",
@@ -150,6 +163,8 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
                             "call": f"YOLO(pt).export(format='onnx', quantize=8, data='{data}', split='train', "
                                     f"fraction={args.calib_images})"}}),
         "calib_methods_drift": methods,
+        **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
+                                {"qat": qat_info})} if qat_scores else {}),
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
                      "iters": args.iters, "warmup": 20, "alternated": True, "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
@@ -168,13 +183,13 @@ def markdown(r: dict) -> str:
     lines = [f"### INT8 export, {r['dataset']} {r['protocol']} ({r['model']})", "",
              "| exporter | " + " | ".join(f"drift {x} (pts)" for x in g) + " | FP32 ms | INT8 ms | INT8/FP32 |",
              "|---|" + "---|" * (len(g) + 3)]
-    for who in ("cldet", "ultralytics"):
+    for who in [w for w in ("cldet", "cldet_qat", "ultralytics") if w in r]:
         b = r[who]
         lines.append(f"| {who} | " + " | ".join(f"{b['int8_drift'][x]:+.2f}" for x in g)
                      + f" | {b['latency_ms']['fp32']:.2f} | {b['latency_ms']['int8']:.2f} | {b['latency_ratio']:.2f} |")
     lines += ["", "| exporter | precision | " + " | ".join(f"mAP50-95 {x}" for x in g) + " |",
               "|---|---|" + "---|" * len(g)]
-    for who in ("cldet", "ultralytics"):
+    for who in [w for w in ("cldet", "cldet_qat", "ultralytics") if w in r]:
         for prec in ("fp32", "int8"):
             lines.append(f"| {who} | {prec} | " + " | ".join(f"{r[who]['map50_95'][prec][x]:.4f}" for x in g) + " |")
     if r.get("calib_methods_drift"):
@@ -223,6 +238,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--qat-epochs", type=int, default=0, help="also export cldet QAT with this many epochs (0: skip)")
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import logging
