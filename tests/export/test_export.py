@@ -197,3 +197,14 @@ def test_cli_refusal_exit_code(exported, tiny_run):
 def test_manifest_json_is_plain(exported):
     raw = json.loads((exported["out"] / "manifest.json").read_text())
     assert raw["format"] == "cldet-manifest/1" and raw["input"]["name"] == "images"
+
+
+def test_cli_help_lists_the_flags():
+    from typer.testing import CliRunner
+
+    from cldet.cli import app
+
+    r = CliRunner().invoke(app, ["export", "--help"], terminal_width=200)
+    assert r.exit_code == 0
+    for flag in ("--int8", "--target", "--calib-method", "--engine", "--fp16", "--nms", "--data", "--force"):
+        assert flag in r.output

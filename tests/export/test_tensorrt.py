@@ -35,3 +35,17 @@ def test_build_engine_from_qdq(exported, tmp_path):
     engine = build_engine(exported["out"] / "model.int8.onnx", tmp_path / "m.engine", log_path=tmp_path / "b.log")
     assert engine.stat().st_size > 0
     assert "built in" in (tmp_path / "b.log").read_text()
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
+def test_export_engine_without_tensorrt_keeps_onnx_and_manifest(tiny_run, tmp_path):
+    from cldet.export.pipeline import ExportOptions, export_run
+    from cldet.manifest import read_manifest
+
+    out = tmp_path / "o"
+    with pytest.raises(MissingRuntimeError, match="trtexec"):
+        export_run(tiny_run, ExportOptions(out=out, engine=True, target="tensorrt", calib_images=4, eval_limit=2,
+                                           progress=False, calib_method="minmax"))
+    m = read_manifest(out / "manifest.json")
+    assert m.artifacts["int8"]["target"] == "tensorrt" and "engine" not in m.artifacts
+    assert not (out / "model.int8.engine").exists()
