@@ -165,6 +165,7 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
         extra["CalibPercentile"] = config.percentile
     if config.target == "tensorrt":  # Q/DQ on Conv inputs only: TensorRT fuses Conv+SiLU and places the rest itself
         extra["OpTypesToExcludeOutputQuantization"] = list(config.ops)
+        extra["QuantizeBias"] = False  # TensorRT's parser rejects INT32 DequantizeLinear; biases stay float
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         quantize_static(
