@@ -143,3 +143,30 @@ def test_resume_refuses_finished_and_unknown_dirs(runs, mini_yaml, tmp_path):
     (tmp_path / "other").mkdir()
     r = invoke("learn", "--from", runs / "base", "--data", mini_yaml, "--new-classes", "black-king", "--out", tmp_path / "other", "--resume", *TINY)
     assert r.exit_code == 4 and "not an interrupted cldet run" in r.output
+
+
+def test_resume_after_kill(runs, mini_yaml, tmp_path):
+    """Kill a learn run after its first epoch checkpoint, then --resume it to a finished, verified run."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    args = [sys.executable, "-m", "cldet.cli", "learn", "--from", str(runs / "base"), "--data", str(mini_yaml),
+            "--new-classes", "black-king", "--out", str(out), "--no-old-labels", "--epochs", "3", "--imgsz", "128",
+            "--batch", "8", "--workers", "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "YOLO_OFFLINE": "1"})
+    last = out / "train" / "weights" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint write finish
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (out / "lineage.json").exists()
+    r = invoke("learn", "--from", runs / "base", "--data", mini_yaml, "--new-classes", "black-king", "--out", out,
+               "--no-old-labels", "--epochs", "3", "--imgsz", "128", "--batch", "8", "--workers", "0", "--resume")
+    assert r.exit_code == 0, r.output
+    lin = read_lineage(out)
+    assert lin.last.classes_added == ["black-king"] and len(list(csv.DictReader(open(out / "train" / "results.csv")))) == 3
