@@ -16,7 +16,7 @@ from ..errors import CldetError, DriftError
 
 __all__ = ["COMMANDS", "check", "bench"]
 
-_PROVIDER_HELP = "ONNX Runtime execution provider: auto (best installed), cpu, cuda or tensorrt. Engines ignore it."
+_PROVIDER_HELP = "ONNX Runtime execution provider: auto (best installed), cpu, cuda or tensorrt. Engines (.engine/.plan) always run on TensorRT."
 
 
 def check(
