@@ -44,7 +44,9 @@ def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> d
 
 
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
-    """Median ms per artifact; sessions alternate every iteration so load changes hit all of them alike."""
+    """Median ms per artifact; sessions alternate every iteration, in a shuffled order, so load changes and cache
+    effects hit all of them alike."""
+    import random
     import onnxruntime as ort
 
     sess = {}
@@ -57,8 +59,11 @@ def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmu
         for _ in range(warmup):
             s.run(None, {"images": x})
     ts: dict[str, list[float]] = {k: [] for k in sess}
+    rng = random.Random(0)
     for _ in range(iters):
-        for k, s in sess.items():
+        order = list(sess.items())
+        rng.shuffle(order)
+        for k, s in order:
             t = time.perf_counter()
             s.run(None, {"images": x})
             ts[k].append(time.perf_counter() - t)
@@ -117,7 +122,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
 
     methods = {}
     for meth in [m for m in args.methods.split(",") if m and m != args.method]:
-        from cldet.calib.reader import calibration_arrays, from_reservoir
+        from cldet.calib.reader import calibration_arrays
         from cldet.export.pipeline import _calibration
         from cldet.export.quantize import QuantConfig, quantize_ptq
 
@@ -166,7 +171,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
                                 {"qat": qat_info})} if qat_scores else {}),
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
-                     "iters": args.iters, "warmup": 20, "alternated": True, "cpu_count": os.cpu_count()},
+                     "iters": args.iters, "warmup": 20, "alternated": "shuffled order every iteration", "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..data import IMAGE_SUFFIXES, label_path_for, load_dataset, read_labels
+from ..data import IMAGE_SUFFIXES, label_path_for, read_labels
 from ..deploy.processing import letterbox, load_image
 from ..detector.lineage import sha256_file
 from ..errors import DataError

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import label_path_for, load_dataset, read_labels
+from ..data import load_dataset, read_labels
 from ..detector.lineage import sha256_file, write_json_atomic
 from ..errors import DataError, RunError
 

@@ -160,7 +160,8 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
     from .quantize import QuantConfig, quantize_ptq
 
     cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile)
-    summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary()}
+    summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary(),
+               "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
     if opts.int8 == "ptq":
         quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg)
     else:
