@@ -7,6 +7,7 @@ A protocol is a small YAML file (see benchmarks/protocols/):
     train: {epochs: 12, imgsz: 320}  # TrainConfig fields, identical for every method
     methods: [finetune, ours, pseudo, feature, replay]
     replay_images: 20                # buffer size of the 'replay' baseline (stores old images)
+    joint_epochs: 24                 # optional: the joint run's epochs (default: epochs x number of steps)
 
 Every method starts from the same base model (trained once per seed); the joint upper bound trains on
 all classes with all labels for the same total number of epochs. The new data of an increment is
@@ -44,6 +45,7 @@ class Protocol:
     methods: list[str] = field(default_factory=lambda: ["finetune", "ours"])
     replay_images: int = 20
     distill: dict = field(default_factory=dict)
+    joint_epochs: int | None = None
 
 
 def load_protocol(path: Path, data_root: Path) -> Protocol:
@@ -65,6 +67,7 @@ def load_protocol(path: Path, data_root: Path) -> Protocol:
         dataset_name=ds_path.parent.name if not ds.endswith((".yaml", ".yml")) else Path(ds).stem,
         steps=steps, train=dict(raw.get("train", {})), methods=list(raw.get("methods", ["finetune", "ours"])),
         replay_images=int(raw.get("replay_images", 20)), distill=dict(raw.get("distill", {})),
+        joint_epochs=int(raw["joint_epochs"]) if raw.get("joint_epochs") else None,
     )
 
 
@@ -112,7 +115,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     m, s = once(base, lambda: train(p.dataset, base, classes=p.steps[0], tcfg=tcfg, eval_yaml=p.dataset))
     res["base"] = {"metrics": m, "seconds": s}
     all_classes = [c for step in p.steps for c in step]
-    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": tcfg.epochs * len(p.steps)})
+    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
         _, s = once(jrun, lambda: train(p.dataset, jrun, classes=all_classes, tcfg=jcfg, eval_yaml=p.dataset))
