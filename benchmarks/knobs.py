@@ -29,6 +29,8 @@ VARIANTS = {  # name -> DistillConfig overrides (the default method otherwise)
     "feature_weight=0.2": {"feature_weight": 0.2},
     "feature_weight=5": {"feature_weight": 5.0},
     "response_weight=0.3": {"response_weight": 0.3},
+    "method=response": {"method": "response"},
+    "method=pseudo+response": {"method": "pseudo+response"},
 }
 
 
@@ -48,14 +50,14 @@ def main() -> int:
     tcfg = TrainConfig(**{**p.train, "fraction": args.fraction, "seed": 0})
     rows = {}
     for name in args.variants.split(","):
-        run = root / "ours" / "step1" if name == "default" else root / "knobs" / name.replace("=", "-")
+        run = root / "ours" / "step1" if name == "default" else root / "knobs" / name.replace("=", "-").replace("+", "_")
         if not (run / "lineage.json").exists():
             if run.exists():
                 import shutil
 
                 shutil.rmtree(run)
             run.parent.mkdir(parents=True, exist_ok=True)
-            learn(base, p.dataset, p.steps[1], run, dcfg=DistillConfig(method=DEFAULT_METHOD, **VARIANTS[name]), tcfg=tcfg,
+            learn(base, p.dataset, p.steps[1], run, dcfg=DistillConfig(**{"method": DEFAULT_METHOD, **VARIANTS[name]}), tcfg=tcfg,
                   eval_yaml=p.dataset, old_labels=False)
         m = read_lineage(run).last.metrics
         rows[name] = {g: m[g] for g in ("old", "new", "all")}

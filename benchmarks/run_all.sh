@@ -14,6 +14,6 @@ for r in base joint; do
 done
 $PY benchmarks/cl_protocols.py --protocol benchmarks/protocols/chess13-4step.yaml --fraction 0.34
 $PY benchmarks/knobs.py --protocol benchmarks/protocols/chess13-2step.yaml --fraction 0.34 \
-    --variants default,pseudo_conf=0.3,feature_weight=0.2,feature_mode=channel,response_weight=0.3
+    --variants default,method=response,method=pseudo+response,pseudo_conf=0.3,feature_weight=0.2,feature_mode=channel
 # DeepPCB: 1/5 of its 1000 training boards; joint, finetune and ours only (CPU budget)
 $PY benchmarks/cl_protocols.py --protocol benchmarks/protocols/deeppcb6-2step.yaml --fraction 0.2 --methods finetune,ours
