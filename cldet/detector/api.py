@@ -59,7 +59,7 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
             model=str(init_pt), data=str(staged_yaml), epochs=tcfg.epochs, imgsz=tcfg.imgsz, batch=tcfg.batch,
             lr0=tcfg.lr0, optimizer=tcfg.optimizer, seed=tcfg.seed, deterministic=True, workers=tcfg.workers,
             device=tcfg.device, freeze=tcfg.freeze or None, mosaic=tcfg.mosaic, close_mosaic=tcfg.close_mosaic,
-            patience=tcfg.patience, fraction=tcfg.fraction, project=str(out), name="train", exist_ok=True,
+            patience=tcfg.patience, fraction=tcfg.fraction, project=str(out.resolve()), name="train", exist_ok=True,
             plots=False, val=False, amp=False, verbose=False, save_period=-1,
         )
     from ultralytics.utils import LOGGER
