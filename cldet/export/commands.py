@@ -17,6 +17,8 @@ def export(
     target: str = typer.Option("cpu", "--target", help="cpu (U8 act / S8 weights, x86 VNNI) | tensorrt (S8 symmetric)."),
     calib_method: str = typer.Option("percentile", "--calib-method", help="minmax | percentile | entropy."),
     percentile: float = typer.Option(99.999, "--percentile", help="Percentile for --calib-method percentile."),
+    keep_float: Optional[list[str]] = typer.Option(None, "--keep-float", help="Regex of ONNX node names to keep "
+                                                   "float (repeatable), e.g. '^/model\\.0/'."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Extra folder of calibration images (TRAIN images; "
                                          "YOLO labels beside them in model class ids are optional)."),
     calib_images: int = typer.Option(128, "--calib-images", help="Cap on calibration images."),
@@ -36,6 +38,7 @@ def export(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     opts = ExportOptions(out=out, int8=int8, target=target, calib_method=calib_method, percentile=percentile,
+                         keep_float=tuple(keep_float or ()),
                          calib=calib, calib_images=calib_images, engine=engine, fp16=fp16, nms=nms, data=data,
                          split=split, force=force, qat_epochs=qat_epochs, threads=threads)
     manifest = export_run(run, opts)

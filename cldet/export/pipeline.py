@@ -33,6 +33,7 @@ class ExportOptions:
     target: str = "cpu"  # cpu (U8S8, ORT/x86) | tensorrt (symmetric S8, explicit quantization)
     calib_method: str = "percentile"  # minmax | percentile | entropy (default chosen by measured drift)
     percentile: float = 99.999
+    keep_float: tuple[str, ...] = ()  # regexes of ONNX node names to keep float (sensitive layers)
     calib: Path | None = None  # extra user folder of calibration images (never evaluation images)
     calib_images: int = 128  # cap on the calibration set
     engine: bool = False
@@ -159,7 +160,8 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
 def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds) -> dict:
     from .quantize import QuantConfig, quantize_ptq
 
-    cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile)
+    cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
+                      float_nodes=tuple(opts.keep_float))
     summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary(),
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
     if opts.int8 == "ptq":

@@ -43,12 +43,13 @@ class QuantConfig:
     per_channel: bool = True
     float_head_convs: bool = True  # the head's last class/box convs stay float too (logit precision; 6 small convs)
     op_types: tuple[str, ...] | None = None  # None: CPU_OPS or TRT_OPS by target
+    float_nodes: tuple[str, ...] = ()  # regexes of node names kept float (sensitive layers)
 
     def as_dict(self) -> dict:
         d = {"target": self.target, "method": self.method, "per_channel": self.per_channel,
              "op_types": list(self.ops), "activations": "S8 symmetric" if self.target == "tensorrt" else "U8",
              "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor",
-             "float_head_convs": self.float_head_convs}
+             "float_head_convs": self.float_head_convs, "float_nodes": list(self.float_nodes)}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -157,6 +158,12 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     quant_pre_process(str(fp32_onnx), str(pre), skip_optimization=True, skip_symbolic_shape=True)
     proto = onnx.load(str(pre))
     exclude = decode_nodes(proto, with_head_convs=config.float_head_convs)
+    decode = list(exclude)
+    if config.float_nodes:
+        import re
+
+        exclude += [n.name for n in proto.graph.node if n.name not in exclude
+                    and any(re.search(p, n.name) for p in config.float_nodes)]
     method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
               "entropy": CalibrationMethod.Entropy}[config.method]
     extra = {"WeightSymmetric": True, "ActivationSymmetric": config.target == "tensorrt",
@@ -186,7 +193,7 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     q = onnx.load(str(tmp))
     if config.target == "tensorrt":
         _dq_to_conv_only(q)
-    _check_no_quantized_decode(q, exclude)
+    _check_no_quantized_decode(q, decode)
     import json
 
     kept = [(p.key, p.value) for p in q.metadata_props if p.key != "quantization"]

@@ -210,3 +210,18 @@ def test_cli_help_lists_the_flags():
     assert r.exit_code == 0
     for flag in ("--int8", "--target", "--calib-method", "--engine", "--fp16", "--nms", "--data", "--force"):
         assert flag in r.output
+
+
+def test_keep_float_leaves_named_layers_unquantized(exported, tmp_path):
+    from cldet.export.quantize import QuantConfig, quantize_ptq
+
+    arrays = [np.random.default_rng(i).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32) for i in range(2)]
+    out = quantize_ptq(exported["out"] / "model.fp32.onnx", tmp_path / "kf.onnx", arrays,
+                       QuantConfig(method="minmax", float_nodes=(r"^/model\.0/",)))
+    proto = onnx.load(str(out))
+    prod = {o: n for n in proto.graph.node for o in n.output}
+    first = [n for n in proto.graph.node if n.op_type == "Conv" and n.name.startswith("/model.0/")]
+    assert first and all(prod.get(first[0].input[1]) is None or prod[first[0].input[1]].op_type != "DequantizeLinear"
+                         for _ in [0])
+    later = [n for n in proto.graph.node if n.op_type == "Conv" and n.name.startswith("/model.1/")]
+    assert prod[later[0].input[1]].op_type == "DequantizeLinear"
