@@ -27,7 +27,7 @@ def export(
     nms: bool = typer.Option(False, "--nms", help="Also write an FP32 ONNX with in-graph NMS (batch 1)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluation dataset yaml (default: the last increment's)."),
     split: str = typer.Option("val", "--split", help="Evaluation split of --data."),
-    qat_epochs: int = typer.Option(2, "--qat-epochs", help="QAT fine-tuning epochs."),
+    qat_epochs: int = typer.Option(3, "--qat-epochs", help="QAT fine-tuning epochs."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads for host evaluation."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts in --out."),
 ) -> None:

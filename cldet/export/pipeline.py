@@ -42,7 +42,7 @@ class ExportOptions:
     data: Path | None = None  # evaluation dataset yaml (default: the last increment's)
     split: str = "val"
     force: bool = False
-    qat_epochs: int = 2
+    qat_epochs: int = 3
     qat_images: int = 256
     eval_limit: int | None = None  # score on the first N eval images only (tests)
     threads: int | None = None
