@@ -30,5 +30,8 @@ bench-cl: $(STAMP)
 bench-export: $(STAMP)
 	$(BIN)/python benchmarks/export_bench.py
 
+lint-docker: $(STAMP)
+	$(BIN)/hadolint Dockerfile.jetson
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache
