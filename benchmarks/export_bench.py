@@ -110,7 +110,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     groups_map = lin.groups()
     groups = list(groups_map)
     dataset = data.parent.name
-    protocol = _protocol(run, dataset)
+    protocol = args.name or _protocol(run, dataset)
     work = Path(tempfile.mkdtemp(prefix="cldet-exbench-"))
     t0 = time.time()
     man = export_run(run, ExportOptions(out=work / "cldet", calib_method=args.method, calib_images=args.calib_images,
@@ -243,6 +243,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--name", default=None, help="protocol label in the output file name (default: from the run path)")
     ap.add_argument("--qat-epochs", type=int, default=0, help="also export cldet QAT with this many epochs (0: skip)")
     args = ap.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
