@@ -237,14 +237,17 @@ def plot_steps(s: dict, path: Path) -> None:
     for ax, g in zip(np.atleast_1d(axes), groups):
         for name, m in s["methods"].items():
             if name == "joint":
-                if g in m["final"] or g == "all":
-                    ax.axhline(m["final"]["all"]["map50_95"] if g == "all" else np.nan, color="k", ls="--", lw=1, label="joint")
+                jv = m["per_step"][0].get(g, m["final"].get(g, {})).get("map50_95") if m.get("per_step") else None
+                if jv is not None:
+                    ax.axhline(jv, color="k", ls="--", lw=1, label="joint")
                 continue
-            xs = [0] + list(range(1, len(m["per_step"]) + 1))
             base = s["base"]["metrics"]
+            xs = list(range(len(m["per_step"]) + 1))
             ys = [base.get(g, {}).get("map50_95", np.nan) if g != "all" else base["all"]["map50_95"]]
             ys += [ps.get(g, {}).get("map50_95", np.nan) for ps in m["per_step"]]
             ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xticks(range(s["steps"]))
+        ax.set_xlim(-0.3, s["steps"] - 0.7)
         ax.set_title(f"{g} classes" if g != "all" else "all classes")
         ax.set_xlabel("after step")
         ax.grid(alpha=0.3)
