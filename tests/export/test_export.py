@@ -225,3 +225,19 @@ def test_keep_float_leaves_named_layers_unquantized(exported, tmp_path):
                          for _ in [0])
     later = [n for n in proto.graph.node if n.op_type == "Conv" and n.name.startswith("/model.1/")]
     assert prod[later[0].input[1]].op_type == "DequantizeLinear"
+
+
+def test_onnxruntime_runs_the_int8_graph_in_integer_kernels(exported, tmp_path):
+    """No fallback: after ORT's graph optimizer, every quantized Conv/Concat/Add became a QLinear kernel; the only
+    float Convs left are the head's last convs and the DFL (kept float on purpose)."""
+    import collections
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(exported["out"] / "model.int8.onnx"), so, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+    assert ops["QLinearConv"] > 60 and ops["QLinearConcat"] > 5 and ops["QLinearAdd"] > 0
+    assert ops["Conv"] == 3 * 2 + 1, ops  # per level: last box conv + last class conv; plus the DFL conv
