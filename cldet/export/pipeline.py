@@ -43,7 +43,7 @@ class ExportOptions:
     split: str = "val"
     force: bool = False
     qat_epochs: int = 3
-    qat_images: int = 256
+    qat_images: int = 256  # QAT fine-tuning images: calibration set + last increment's TRAIN sample
     eval_limit: int | None = None  # score on the first N eval images only (tests)
     threads: int | None = None
     progress: bool = True
@@ -123,7 +123,9 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
             export_onnx(model, stage / files["fp32_nms"], imgsz, nms=True, dynamic_batch=False)
         if "int8" in files:
             calib = _calibration(run, lin, names, opts, eval_images)
-            calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds)
+            qat_set = _qat_images(lin, names, calib, opts, eval_images) if opts.int8 == "qat" else None
+            calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds,
+                                      qat_set)
         metrics = {}
         for key, f in files.items():
             if key in ("engine", "fp32_nms"):
@@ -157,7 +159,25 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     return manifest
 
 
-def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds) -> dict:
+def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOptions,
+                eval_images: list[Path]) -> CalibrationSet:
+    """QAT fine-tuning images: the calibration set plus a class-balanced sample of the last increment's TRAIN split
+    (still at hand right after `learn`), up to `qat_images`. Measured on chess13 2-step: 256 images brought the
+    worst-group drift from 0.69 (64 reservoir images) to 0.17 points. Never evaluation images."""
+    sets = [calib]
+    train_yaml = lin.last.data.get("yaml")
+    if train_yaml and Path(train_yaml).is_file() and len(calib.images) < opts.qat_images:
+        try:
+            sets.append(from_dataset(train_yaml, names, opts.qat_images - len(calib.images)))
+        except CldetError as e:
+            log.warning("QAT uses the calibration set only: %s", e)
+    qat = merge(*sets, max_images=opts.qat_images)
+    check_disjoint(qat, eval_images)
+    return qat
+
+
+def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds,
+              qat_set: CalibrationSet | None = None) -> dict:
     from .quantize import QuantConfig, quantize_ptq
 
     cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
@@ -171,5 +191,6 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
 
         qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target,
                          method=opts.calib_method, percentile=opts.percentile)
-        summary["qat"] = export_qat(model, calib, ds, int8, imgsz, qcfg, progress=opts.progress)
+        summary["qat"] = export_qat(model, calib, ds, int8, imgsz, qcfg, progress=opts.progress,
+                                    train_set=qat_set)
     return summary

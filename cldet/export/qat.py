@@ -176,14 +176,18 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
                      "steps": len(losses), "quantized_convs": len(convs)}
 
 
-def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True) -> dict:
-    """QAT-finetune `model` on the calibration images, export it, and write its Q/DQ ONNX to `out`."""
+def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True,
+               train_set=None) -> dict:
+    """QAT-finetune `model` on `train_set` (default: the calibration images), export it, and write its Q/DQ ONNX to
+    `out`, calibrated on the calibration images like PTQ."""
     from ..calib.reader import calibration_arrays
     from .onnx_export import export_onnx
     from .quantize import QuantConfig, quantize_ptq
 
     arrays = list(calibration_arrays(calib, imgsz, progress))
-    student, stats = qat_finetune(model, arrays, cfg, progress)
+    train = list(calibration_arrays(train_set, imgsz, progress)) if train_set is not None else arrays
+    student, stats = qat_finetune(model, train, cfg, progress)
+    stats["train_images"] = len(train)
     fp32 = out.with_name(f".{out.stem}.qat-fp32.onnx")
     try:
         export_onnx(student, fp32, imgsz)

@@ -241,3 +241,15 @@ def test_onnxruntime_runs_the_int8_graph_in_integer_kernels(exported, tmp_path):
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
     assert ops["QLinearConv"] > 60 and ops["QLinearConcat"] > 5 and ops["QLinearAdd"] > 0
     assert ops["Conv"] == 3 * 2 + 1, ops  # per level: last box conv + last class conv; plus the DFL conv
+
+
+def test_qat_export_end_to_end(tiny_run, tmp_path):
+    from cldet.export.pipeline import ExportOptions, export_run
+    from cldet.export.quantize import qdq_report
+
+    out = tmp_path / "qat"
+    m = export_run(tiny_run, ExportOptions(out=out, int8="qat", qat_epochs=1, qat_images=6, calib_images=4,
+                                           eval_limit=2, progress=False, calib_method="minmax"))
+    q = m["calibration"]["qat"]
+    assert m["calibration"]["mode"] == "qat" and q["train_images"] == 6 and q["steps"] == 1
+    assert qdq_report(out / "model.int8.onnx")["QuantizeLinear"] > 50
