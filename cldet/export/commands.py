@@ -28,6 +28,8 @@ def export(
     data: Optional[Path] = typer.Option(None, "--data", help="Evaluation dataset yaml (default: the last increment's)."),
     split: str = typer.Option("val", "--split", help="Evaluation split of --data."),
     qat_epochs: int = typer.Option(3, "--qat-epochs", help="QAT fine-tuning epochs."),
+    qat_images: int = typer.Option(256, "--qat-images", help="QAT images: calibration set + last increment's TRAIN "
+                                   "sample, up to this many."),
     threads: Optional[int] = typer.Option(None, "--threads", help="ONNX Runtime threads for host evaluation."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts in --out."),
 ) -> None:
@@ -40,7 +42,8 @@ def export(
     opts = ExportOptions(out=out, int8=int8, target=target, calib_method=calib_method, percentile=percentile,
                          keep_float=tuple(keep_float or ()),
                          calib=calib, calib_images=calib_images, engine=engine, fp16=fp16, nms=nms, data=data,
-                         split=split, force=force, qat_epochs=qat_epochs, threads=threads)
+                         split=split, force=force, qat_epochs=qat_epochs, qat_images=qat_images,
+                         threads=threads)
     manifest = export_run(run, opts)
     where = Path(out) if out else Path(run) / "export"
     groups = list(manifest["groups"])
