@@ -30,14 +30,23 @@ def test_nms_and_per_class():
     assert len(d) == 2 and set(d.classes.tolist()) == {0, 1} and d.scores[0] >= d.scores[1]
 
 
-def test_load_image_errors(tmp_path):
+def test_load_image_errors(tmp_path, monkeypatch):
     import cv2
 
     with pytest.raises(DataError, match="cannot read"):
         load_image(tmp_path / "missing.jpg")
-    cv2.imwrite(str(tmp_path / "g.png"), np.zeros((8, 8), np.uint8))
-    with pytest.raises(DataError, match="1 channel"):
-        load_image(tmp_path / "g.png")
-    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 4), np.uint8))
-    with pytest.raises(DataError, match="4 channels"):
-        load_image(tmp_path / "a.png")
+    # grayscale and RGBA are converted as the trainer's loader converts them (DeepPCB is grayscale)
+    gray = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    cv2.imwrite(str(tmp_path / "g.png"), gray)
+    img = load_image(tmp_path / "g.png")
+    assert img.shape == (8, 8, 3) and (img == cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_COLOR)).all()
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((8, 8, 4), 7, np.uint8))
+    assert load_image(tmp_path / "a.png").shape == (8, 8, 3)
+    cv2.imwrite(str(tmp_path / "deep.png"), np.zeros((8, 8, 3), np.uint16))
+    with pytest.raises(DataError, match="deep.png is uint16"):
+        load_image(tmp_path / "deep.png")
+    import cldet.deploy.processing as proc
+
+    monkeypatch.setattr(proc.cv2, "imread", lambda *a: np.zeros((8, 8, 2), np.uint8))  # e.g. a 2-channel TIFF
+    with pytest.raises(DataError, match="2 channels"):
+        load_image(tmp_path / "two.tiff")

@@ -31,18 +31,26 @@ class Letterbox:
 
 
 def load_image(path) -> np.ndarray:
-    """Read an image as BGR uint8 (H, W, 3); a clear error for unreadable files or wrong channel counts."""
+    """Read an image as BGR uint8 (H, W, 3), converted exactly as Ultralytics' training loader does.
+
+    Grayscale images are replicated to three channels and an alpha channel is dropped (the trainer reads
+    with cv2.IMREAD_COLOR, so that is what the model learned from). Formats the trainer cannot have seen
+    (2 or more than 4 channels, more than 8 bits) are clear errors naming the file.
+    """
     from ..errors import DataError
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f"cannot read image {path} (missing, corrupt or not an image).")
-    if img.ndim == 2:
-        raise DataError(f"image {path} has 1 channel; the model expects 3-channel colour images.")
-    if img.shape[2] == 4:
-        raise DataError(f"image {path} has 4 channels (alpha); convert it to 3-channel RGB.")
     if img.dtype != np.uint8:
-        raise DataError(f"image {path} is {img.dtype}; expected 8-bit.")
+        raise DataError(f"image {path} is {img.dtype}; expected 8-bit (convert it, e.g. to 8-bit JPEG or PNG).")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img if img.ndim == 2 else img[..., 0], cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if channels != 3:
+        raise DataError(f"image {path} has {channels} channels; the model expects colour (3) or grayscale images.")
     return img
 
 

@@ -98,9 +98,9 @@ def test_folder_reader_errors(tmp_path):
         from_folder(tmp_path / "nope", OLD)
     bad = tmp_path / "gray"
     bad.mkdir()
-    cv2.imwrite(str(bad / "g.png"), np.zeros((20, 20), np.uint8))
+    cv2.imwrite(str(bad / "g.png"), np.zeros((20, 20, 3), np.uint16))  # a format the trainer never saw
     calib = from_folder(bad, OLD)
-    with pytest.raises(DataError, match=r"g\.png.*1 channel"):
+    with pytest.raises(DataError, match=r"g\.png.*uint16"):
         list(calibration_arrays(calib, 32, progress=False))
     (bad / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(DataError, match="broken.jpg"):
