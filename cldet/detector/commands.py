@@ -46,6 +46,17 @@ def format_table(metrics: dict, title: str = "") -> str:
     return "\n".join(r for r in rows if r)
 
 
+# Training options shared by `train` and `learn` (one definition, same defaults as TrainConfig).
+EPOCHS = typer.Option(12, help="training epochs")
+IMGSZ = typer.Option(320, help="square input size (an increment keeps the previous run's)")
+BATCH = typer.Option(16, help="batch size")
+SEED = typer.Option(0, help="random seed")
+DEVICE = typer.Option("cpu", help="'cpu', '0', or '0,1' for multi-GPU (Ultralytics DDP)")
+WORKERS = typer.Option(2, help="data-loader workers")
+FRACTION = typer.Option(1.0, help="fraction of training images to use")
+FREEZE = typer.Option(0, help="freeze the first N layers")
+
+
 def _tcfg(epochs, imgsz, batch, seed, device, workers, fraction, freeze) -> TrainConfig:
     return TrainConfig(epochs=epochs, imgsz=imgsz, batch=batch, seed=seed, device=device, workers=workers,
                        fraction=fraction, freeze=freeze)
@@ -58,14 +69,14 @@ def train(
     init: Optional[Path] = typer.Option(None, "--init", help="tensors-only backbone+neck weights (default: the bundled COCO yolov5nu weights)"),
     no_init: bool = typer.Option(False, "--no-init", help="start from random weights"),
     arch: str = typer.Option("yolov5nu.yaml", "--arch", help="Ultralytics architecture yaml"),
-    epochs: int = typer.Option(12, help="training epochs"),
-    imgsz: int = typer.Option(320, help="square input size"),
-    batch: int = typer.Option(16, help="batch size"),
-    seed: int = typer.Option(0, help="random seed"),
-    device: str = typer.Option("cpu", help="'cpu', '0', or '0,1' for multi-GPU (Ultralytics DDP)"),
-    workers: int = typer.Option(2, help="data-loader workers"),
-    fraction: float = typer.Option(1.0, help="fraction of training images to use"),
-    freeze: int = typer.Option(0, help="freeze the first N layers"),
+    epochs: int = EPOCHS,
+    imgsz: int = IMGSZ,
+    batch: int = BATCH,
+    seed: int = SEED,
+    device: str = DEVICE,
+    workers: int = WORKERS,
+    fraction: float = FRACTION,
+    freeze: int = FREEZE,
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="dataset yaml to score the result on (default: --data)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out"),
 ) -> None:
@@ -91,14 +102,14 @@ def learn(
     feature_mode: str = typer.Option("mse", help="'mse' (relative L2) or 'channel' (channel-wise KL)"),
     replay_images: int = typer.Option(0, help="method 'replay': old images to store and mix in"),
     old_labels: bool = typer.Option(True, "--old-labels/--no-old-labels", help="use labels of already-known classes present in the new data"),
-    epochs: int = typer.Option(12, help="training epochs"),
-    imgsz: int = typer.Option(320, help="square input size (keep the previous run's)"),
-    batch: int = typer.Option(16, help="batch size"),
-    seed: int = typer.Option(0, help="random seed"),
-    device: str = typer.Option("cpu", help="'cpu', '0', or '0,1' for multi-GPU (Ultralytics DDP)"),
-    workers: int = typer.Option(2, help="data-loader workers"),
-    fraction: float = typer.Option(1.0, help="fraction of training images to use"),
-    freeze: int = typer.Option(0, help="freeze the first N layers"),
+    epochs: int = EPOCHS,
+    imgsz: int = IMGSZ,
+    batch: int = BATCH,
+    seed: int = SEED,
+    device: str = DEVICE,
+    workers: int = WORKERS,
+    fraction: float = FRACTION,
+    freeze: int = FREEZE,
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="dataset yaml with ALL classes labeled, to score old and new classes (default: --data)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in --out"),
 ) -> None:
