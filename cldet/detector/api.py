@@ -173,9 +173,9 @@ def train(
         save_trainer_init(init_pt, model, None)
         inc.data["staged"] = {"images": staged.images, "instances": dict(staged.used), "ignored": dict(staged.ignored)}
     last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming)
-    from .model import build_model as _bm
+    from ultralytics.nn.tasks import yaml_model_load
 
-    arch_yaml = _bm(arch, names).yaml
+    arch_yaml = yaml_model_load(arch) if isinstance(arch, str) else dict(arch)  # what the model was built from
     return _finish(out, last, names, tcfg.imgsz, inc, None, arch_yaml, Path(eval_yaml or data_yaml), started)
 
 
