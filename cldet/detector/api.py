@@ -77,20 +77,17 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
 
 
 def _finish(out: Path, last: Path, names: list[str], imgsz: int, inc: Increment, parent: Lineage | None,
-            arch_yaml: dict, eval_yaml: Path | None, started: float) -> Lineage:
+            arch: str, eval_yaml: Path | None, started: float) -> Lineage:
     """Trainer checkpoint -> weights-only model.pt, evaluation, calibration reservoir, lineage (last)."""
     from ultralytics.nn.tasks import load_checkpoint as ul_load
 
     from .model import build_model, save_checkpoint
 
     trained, _ = ul_load(str(last))  # our own scratch file, written by this run's trainer
-    model = build_model(arch_yaml, names)
+    model = build_model(trained.yaml, names)  # the architecture the trainer trained
     model.load_state_dict(trained.float().state_dict(), strict=True)
     save_checkpoint(out / CHECKPOINT, model, names, imgsz, extra={"increment": inc.index})
-    lineage = Lineage(
-        arch=str(arch_yaml.get("yaml_file", "yolov5nu.yaml")), imgsz=imgsz, classes=list(names),
-        increments=[*(parent.increments if parent else []), inc],
-    )
+    lineage = Lineage(arch=arch, imgsz=imgsz, classes=list(names), increments=[*(parent.increments if parent else []), inc])
     if eval_yaml is not None:
         inc.metrics = evaluate_model(model, eval_yaml, names, imgsz, _groups(lineage))
     _update_reservoir(out, inc, names)
@@ -109,17 +106,12 @@ def _groups(lin: Lineage) -> dict[str, list[str]]:
 
 
 def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
-    """Keep a small, class-balanced calibration reservoir beside the run (cldet.calib), when available."""
-    try:
-        from ..calib.reservoir import update_reservoir
-    except ImportError:
-        return
+    """Keep a small, class-balanced calibration reservoir beside the run (cldet.calib)."""
+    from ..calib.reservoir import update_reservoir
+
     parent = Path(inc.parent["run"]) if inc.parent else None
     idx = update_reservoir(out, parent, Path(inc.data["yaml"]), names, increment=inc.index)
-    imgs = idx.get("images", [])
-    covered = sorted({c for e in imgs for c in e.get("classes", [])}) if imgs and isinstance(imgs[0], dict) else []
-    inc.data["calib"] = {"images": len(imgs), "bytes": sum(int(e.get("bytes", 0)) for e in imgs if isinstance(e, dict)),
-                         "classes_missing": [n for n in names if covered and n not in covered]}
+    inc.data["calib"] = {"images": len(idx["images"]), "bytes": idx["bytes"], "classes_missing": idx["missing"]}
 
 
 def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val") -> dict:
@@ -171,12 +163,9 @@ def train(
         if init:
             load_backbone(model, init)
         save_trainer_init(init_pt, model, None)
-        inc.data["staged"] = {"images": staged.images, "instances": dict(staged.used), "ignored": dict(staged.ignored)}
+        inc.data["staged"] = staged.summary()
     last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming)
-    from ultralytics.nn.tasks import yaml_model_load
-
-    arch_yaml = yaml_model_load(arch) if isinstance(arch, str) else dict(arch)  # what the model was built from
-    return _finish(out, last, names, tcfg.imgsz, inc, None, arch_yaml, Path(eval_yaml or data_yaml), started)
+    return _finish(out, last, names, tcfg.imgsz, inc, None, arch, Path(eval_yaml or data_yaml), started)
 
 
 def learn(
@@ -227,7 +216,7 @@ def learn(
         write_json_atomic(out / PENDING, {"command": "learn", "increment": vars(inc)})
         extra = _replay_buffer(from_run, out, dcfg.replay_images, tcfg.seed) if dcfg.method == "replay" else None
         staged = stage_dataset(data, out / "data", names, use, extra_train=extra)
-        inc.data["staged"] = {"images": staged.images, "instances": dict(staged.used), "ignored": dict(staged.ignored)}
+        inc.data["staged"] = staged.summary()
         if extra:
             inc.data["replay_images"] = len(extra)
         old_model, _ = load_checkpoint(teacher_ckpt)
@@ -236,8 +225,7 @@ def learn(
         cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
         save_trainer_init(init_pt, model, cl_config if any(terms.values()) else None)
     last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming)
-    arch_yaml = load_checkpoint(teacher_ckpt)[0].yaml
-    return _finish(out, last, names, tcfg.imgsz, inc, parent, arch_yaml, Path(eval_yaml or data_yaml), started)
+    return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, Path(eval_yaml or data_yaml), started)
 
 
 def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:

@@ -33,6 +33,10 @@ class StagedData:
     used: Counter = field(default_factory=Counter)  # model class name -> train instances
     ignored: Counter = field(default_factory=Counter)  # dataset class name -> train instances dropped
 
+    def summary(self) -> dict:
+        """What the lineage records about the staged data."""
+        return {"images": self.images, "instances": dict(self.used), "ignored": dict(self.ignored)}
+
 
 def _link(src: Path, dst: Path, copy: bool) -> None:
     if copy:

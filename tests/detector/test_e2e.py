@@ -66,6 +66,7 @@ def test_lineage_after_two_increments(runs):
     inc = lin.last
     assert inc.method == "pseudo+feature+response" and inc.hyper["distill"]["pseudo_conf"] == 0.5
     assert inc.parent["model_sha256"] == sha256_file(runs / "base" / "model.pt")
+    assert lin.arch == read_lineage(runs / "base").arch == "yolov5nu.yaml"  # the parent's architecture, carried on
     assert inc.artifacts["model.pt"] == sha256_file(runs / "step1" / "model.pt")
     assert set(inc.metrics) >= {"old", "new", "all", "step0", "step1"}
     assert inc.data["staged"]["ignored"]  # the other classes' labels were dropped, and recorded
