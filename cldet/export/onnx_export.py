@@ -29,6 +29,22 @@ def check_onnx(path: str | Path) -> None:
         raise ArtifactError(f"{path} fails onnx.checker ({type(e).__name__}: {str(e).splitlines()[0]}).") from None
 
 
+def save_checked(proto, tmp: Path, path: Path, metadata: dict[str, str]) -> Path:
+    """Set metadata (same-named keys replaced, others kept), save to `tmp`, pass onnx.checker, then rename to
+    `path`: an artifact that fails the checker never takes the final name."""
+    import onnx
+
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in metadata]
+    del proto.metadata_props[:]
+    for k, v in [*kept, *metadata.items()]:
+        p = proto.metadata_props.add()
+        p.key, p.value = k, v
+    onnx.save(proto, str(tmp))
+    check_onnx(tmp)
+    tmp.replace(path)
+    return path
+
+
 def _export_model(model, nms: bool, conf: float, iou: float, max_det: int):
     """A deep copy of `model` fused and switched to export mode (the caller's model is left as it was)."""
     from ultralytics.nn.modules.head import Detect
@@ -87,13 +103,7 @@ def export_onnx(
     proto.ir_version = min(proto.ir_version, 10)  # what ORT 1.17+ and TensorRT 10 accept
     meta = {"producer": "cldet", "imgsz": str(imgsz), "names": ",".join(model.names[i] for i in sorted(model.names)),
             "layout": NMS_LAYOUT if nms else "(B, 4+nc, A): cx, cy, w, h in input pixels, class probabilities"}
-    for k, v in meta.items():
-        p = proto.metadata_props.add()
-        p.key, p.value = k, v
-    onnx.save(proto, str(tmp))
-    check_onnx(tmp)
-    tmp.replace(path)
-    return path
+    return save_checked(proto, tmp, path, meta)
 
 
 def _toposort(graph) -> None:

@@ -196,17 +196,9 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     _check_no_quantized_decode(q, decode)
     import json
 
-    kept = [(p.key, p.value) for p in q.metadata_props if p.key != "quantization"]
-    del q.metadata_props[:]
-    for k, v in [*kept, ("quantization", json.dumps(config.as_dict()))]:
-        p = q.metadata_props.add()
-        p.key, p.value = k, v
-    onnx.save(q, str(tmp))
-    from .onnx_export import check_onnx
+    from .onnx_export import save_checked
 
-    check_onnx(tmp)
-    tmp.replace(out)
-    return out
+    return save_checked(q, tmp, out, {"quantization": json.dumps(config.as_dict())})
 
 
 def qdq_report(path: str | Path) -> dict:
