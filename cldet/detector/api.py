@@ -6,6 +6,7 @@ lineage is unfinished and cannot be learned from. `learn` reads the parent run a
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
@@ -46,7 +47,37 @@ def _prepare_out(out: Path, resume: bool) -> bool:
     return False
 
 
-def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig, resume: bool) -> Path:
+CURVES = "curves.json"
+
+
+def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, groups: dict):
+    """An `on_fit_epoch_end` callback: score the EMA model per class group after every epoch.
+
+    The learning curves show whether a run has converged (a benchmark needs models that finished
+    learning). Rows go to `curves.json` as they come, so a resumed run keeps its earlier epochs; the
+    seconds spent evaluating are recorded so that training time can be reported without them.
+    """
+    path = out / CURVES
+
+    def on_fit_epoch_end(trainer) -> None:
+        from ultralytics.utils import RANK
+
+        if RANK not in (-1, 0) or trainer.epoch >= trainer.epochs:  # final_eval calls again with epoch + 1
+            return
+        t0 = time.time()
+        model = trainer.ema.ema if trainer.ema else trainer.model
+        device = next(model.parameters()).device
+        m = evaluate_model(model, eval_yaml, names, imgsz, groups, progress=False, device=device)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows = [r for r in rows if r["epoch"] < trainer.epoch + 1]
+        rows.append({"epoch": trainer.epoch + 1, "metrics": m, "eval_seconds": round(time.time() - t0, 2)})
+        write_json_atomic(path, rows)
+
+    return on_fit_epoch_end
+
+
+def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig, resume: bool,
+                 curve=None) -> Path:
     from .trainer import CLTrainer
 
     last = out / "train" / "weights" / "last.pt"
@@ -68,6 +99,8 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
     LOGGER.setLevel(logging.INFO)  # Ultralytics shows its per-epoch progress bar only at INFO
     try:
         trainer = CLTrainer(overrides=overrides)
+        if curve is not None:
+            trainer.add_callback("on_fit_epoch_end", curve)
         trainer.train()
     finally:
         LOGGER.setLevel(level)
@@ -114,12 +147,13 @@ def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
     inc.data["calib"] = {"images": len(idx["images"]), "bytes": idx["bytes"], "classes_missing": idx["missing"]}
 
 
-def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val") -> dict:
+def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val",
+                   progress: bool = True, device="cpu") -> dict:
     from ..deploy.evaluate import evaluate
     from .model import torch_predict
 
     data = load_dataset(data_yaml)
-    res = evaluate(torch_predict(model), data, split, names, imgsz, groups=groups, progress=True)
+    res = evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress)
     return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
 
 
@@ -134,7 +168,7 @@ def _seed(seed: int) -> None:
 def train(
     data_yaml: Path, out: Path, classes: str | list[str] | None = None, init: Path | None = DEFAULT_INIT,
     arch: str = "yolov5nu.yaml", tcfg: TrainConfig | None = None, eval_yaml: Path | None = None,
-    resume: bool = False,
+    resume: bool = False, curves: bool = False,
 ) -> Lineage:
     """Base model on `classes` of the dataset (default: all), from COCO backbone+neck weights when `init`."""
     from .model import build_model, load_backbone
@@ -164,14 +198,16 @@ def train(
             load_backbone(model, init)
         save_trainer_init(init_pt, model, None)
         inc.data["staged"] = staged.summary()
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming)
-    return _finish(out, last, names, tcfg.imgsz, inc, None, arch, Path(eval_yaml or data_yaml), started)
+    ev = Path(eval_yaml or data_yaml)
+    curve = _curve_callback(out, ev, names, tcfg.imgsz, {"step0": names, "all": names}) if curves else None
+    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
+    return _finish(out, last, names, tcfg.imgsz, inc, None, arch, ev, started)
 
 
 def learn(
     from_run: Path, data_yaml: Path, new_classes: str | list[str], out: Path, dcfg: DistillConfig | None = None,
     tcfg: TrainConfig | None = None, eval_yaml: Path | None = None, resume: bool = False,
-    old_labels: bool = True,
+    old_labels: bool = True, curves: bool = False,
 ) -> Lineage:
     """Add `new_classes` to the model of `from_run`, training on `data_yaml` only (no old data).
 
@@ -224,8 +260,11 @@ def learn(
         inc.hyper["head"] = {"copied": report["copied"], "widened": report["widened"]}
         cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
         save_trainer_init(init_pt, model, cl_config if any(terms.values()) else None)
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming)
-    return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, Path(eval_yaml or data_yaml), started)
+    ev = Path(eval_yaml or data_yaml)
+    groups = _groups(Lineage(arch=parent.arch, imgsz=tcfg.imgsz, classes=names, increments=[*parent.increments, inc]))
+    curve = _curve_callback(out, ev, names, tcfg.imgsz, groups) if curves else None
+    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
+    return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, ev, started)
 
 
 def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:

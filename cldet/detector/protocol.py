@@ -7,6 +7,7 @@ A protocol is a small YAML file (see benchmarks/protocols/):
     train: {epochs: 12, imgsz: 320}  # TrainConfig fields, identical for every method
     methods: [finetune, ours, pseudo, feature, replay]
     replay_images: 20                # buffer size of the 'replay' baseline (stores old images)
+    base_epochs: 24                  # optional: the base run's epochs (default: epochs)
     joint_epochs: 24                 # optional: the joint run's epochs (default: epochs x number of steps)
 
 Every method starts from the same base model (trained once per seed); the joint upper bound trains on
@@ -46,6 +47,7 @@ class Protocol:
     replay_images: int = 20
     distill: dict = field(default_factory=dict)
     joint_epochs: int | None = None
+    base_epochs: int | None = None
 
 
 def load_protocol(path: Path, data_root: Path) -> Protocol:
@@ -68,12 +70,19 @@ def load_protocol(path: Path, data_root: Path) -> Protocol:
         steps=steps, train=dict(raw.get("train", {})), methods=list(raw.get("methods", ["finetune", "ours"])),
         replay_images=int(raw.get("replay_images", 20)), distill=dict(raw.get("distill", {})),
         joint_epochs=int(raw["joint_epochs"]) if raw.get("joint_epochs") else None,
+        base_epochs=int(raw["base_epochs"]) if raw.get("base_epochs") else None,
     )
 
 
 def _metrics(run: Path) -> tuple[dict, float]:
+    """Final metrics and training seconds (the per-epoch evaluation of the learning curve excluded)."""
     lin = read_lineage(run)
-    return lin.last.metrics, lin.last.seconds
+    return lin.last.metrics, lin.last.seconds - sum(r["eval_seconds"] for r in _curve(run))
+
+
+def _curve(run: Path) -> list[dict]:
+    path = run / "curves.json"
+    return json.loads(path.read_text()) if path.exists() else []
 
 
 def _joint_metrics(joint: Path, p: Protocol) -> dict:
@@ -93,7 +102,7 @@ def _joint_metrics(joint: Path, p: Protocol) -> dict:
 
 
 def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | None = None, train_over: dict | None = None,
-                 joint: bool = True) -> dict:
+                 joint: bool = True, curves: bool = True) -> dict:
     """Run base, joint (unless joint=False) and every method of a protocol for one seed; finished steps are reused."""
     from .api import learn, train
 
@@ -112,14 +121,16 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
         return _metrics(run)
 
     base = root / "base"
-    m, s = once(base, lambda: train(p.dataset, base, classes=p.steps[0], tcfg=tcfg, eval_yaml=p.dataset))
-    res["base"] = {"metrics": m, "seconds": s}
+    bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.base_epochs or tcfg.epochs})
+    m, s = once(base, lambda: train(p.dataset, base, classes=p.steps[0], tcfg=bcfg, eval_yaml=p.dataset, curves=curves))
+    res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     all_classes = [c for step in p.steps for c in step]
     jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
-        _, s = once(jrun, lambda: train(p.dataset, jrun, classes=all_classes, tcfg=jcfg, eval_yaml=p.dataset))
-        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs}
+        _, s = once(jrun, lambda: train(p.dataset, jrun, classes=all_classes, tcfg=jcfg, eval_yaml=p.dataset,
+                                        curves=curves))
+        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
     for method in methods or p.methods:
         real = ALIASES.get(method, method)
         dcfg = DistillConfig(method=real, replay_images=p.replay_images if real == "replay" else 0, **p.distill)
@@ -128,8 +139,8 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
             run = root / method / f"step{k}"
             run.parent.mkdir(parents=True, exist_ok=True)
             m, s = once(run, lambda: learn(prev, p.dataset, classes, run, dcfg=dcfg, tcfg=tcfg,
-                                           eval_yaml=p.dataset, old_labels=False))
-            steps.append({"metrics": m, "seconds": s})
+                                           eval_yaml=p.dataset, old_labels=False, curves=curves))
+            steps.append({"metrics": m, "seconds": s, "curve": _curve(run)})
             prev = run
         res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
         write_json_atomic(root / "partial.json", res)
@@ -153,9 +164,11 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
         for r in runs:
             if name == "joint":
                 final, step_metrics, secs = r["joint"]["metrics"], [r["joint"]["metrics"]], [r["joint"]["seconds"]]
+                curves = [r["joint"].get("curve", [])]
             else:
                 st = r["methods"][name]["steps"]
                 final, step_metrics, secs = st[-1]["metrics"], [s["metrics"] for s in st], [s["seconds"] for s in st]
+                curves = [s.get("curve", []) for s in st]
             joint_all = r["joint"]["metrics"]["all"]["map50_95"] if has_joint else None
             forgetting = {}
             if name != "joint":
@@ -169,7 +182,7 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
                 before_old = before["all"]["map50_95"] if len(step_metrics) > 1 else before["step0"]["map50_95"]
                 forgetting["old"] = before_old - final["old"]["map50_95"]
             per_seed.append({"final": _final(final), "ratio_to_joint": final["all"]["map50_95"] / joint_all if joint_all else None,
-                             "forgetting": forgetting, "seconds_per_step": secs,
+                             "forgetting": forgetting, "seconds_per_step": secs, "curves": curves,
                              "per_step": [_final(sm) | {k: v for k, v in sm.items() if k.startswith("step")} for sm in step_metrics]})
         first = per_seed[0]
         entry = dict(first)
@@ -181,7 +194,12 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
             entry["per_seed"] = per_seed
         out["methods"][name] = entry
         out["exemplar_free"][name] = name != "replay" if name != "joint" else False
-    out["base"] = {"metrics": runs[0]["base"]["metrics"], "seconds": runs[0]["base"]["seconds"]}
+    out["base"] = {"metrics": runs[0]["base"]["metrics"], "seconds": runs[0]["base"]["seconds"],
+                   "epochs": runs[0]["base"].get("epochs"), "curve": runs[0]["base"].get("curve", []),
+                   "per_seed": [{"seed": r["seed"], "metrics": r["base"]["metrics"], "curve": r["base"].get("curve", [])}
+                                for r in runs]}
+    if has_joint:
+        out["joint_epochs"] = runs[0]["joint"].get("epochs")
     ft, ours = out["methods"].get("finetune"), out["methods"].get("ours")
     if ft and ours:
         t_ft, t_ours = sum(ft["seconds_per_step"]), sum(ours["seconds_per_step"])
