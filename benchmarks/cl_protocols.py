@@ -1,8 +1,8 @@
 """Run class-incremental protocols and write the forgetting tables.
 
-    .venv/bin/python benchmarks/cl_protocols.py --protocol benchmarks/protocols/chess13-2step.yaml
-    .venv/bin/python benchmarks/cl_protocols.py --protocol ... --quick          # CI-sized smoke run
-    .venv/bin/python benchmarks/cl_protocols.py --protocol ... --seeds 3        # mean and std over seeds
+    .venv/bin/python -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml
+    .venv/bin/python -m benchmarks.cl_protocols --protocol ... --quick          # CI-sized smoke run
+    .venv/bin/python -m benchmarks.cl_protocols --protocol ... --seeds 3        # mean and std over seeds
 
 Writes benchmarks/results/cl-<dataset>-<protocol>.{json,md,png}. Finished steps under --work are
 reused, so an interrupted study continues where it stopped.
@@ -15,10 +15,11 @@ import logging
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cldet.protocol import load_protocol, run_protocol, summarise
 
-from cldet.detector.protocol import load_protocol, run_protocol, summarise, write_outputs  # noqa: E402
+from .report import write_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = {"epochs": 1, "imgsz": 128, "batch": 8, "fraction": 0.05, "workers": 0}
 

@@ -1,11 +1,13 @@
 """INT8 export benchmark: cldet's Q/DQ export vs Ultralytics' own ONNX INT8 export of the same model, in one run.
 
-    .venv/bin/python benchmarks/export_bench.py --run RUN [--run RUN2] --data ../shared/data/chess13/data.yaml
+    .venv/bin/python -m benchmarks.export_bench --run RUN [--run RUN2] --data ../shared/data/chess13/data.yaml
+    make bench-export    # the 2-step protocol's increment (run `make bench-cl` first)
 
 For each run: FP32 + INT8 ONNX by cldet (`export_run`) and by Ultralytics (`YOLO(...).export(format="onnx",
 quantize=8, data=..., split="train", fraction=N)`: calibrated on N TRAIN images, as cldet, never the eval split),
-all four scored by the same evaluator (cldet.deploy.evaluate, ONNX Runtime CPU, the val split) and timed in the
-same process (2 threads, batch 1, the four sessions alternated every iteration, median after warm-up).
+all four scored by the same evaluator (cldet.core.evaluate, ONNX Runtime CPU, the val split) and timed in the
+same process by cldet.deploy.bench.alternate (2 threads, batch 1, the sessions taking turns every iteration,
+median after warm-up).
 Drift = FP32 minus INT8 mAP50-95 in points, per increment group. With --methods, cldet's calibration methods are
 compared too (that comparison chose the default). Writes benchmarks/results/export-<dataset>-<protocol>.json/.md/.png.
 """
@@ -16,7 +18,6 @@ import argparse
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+DEFAULT_RUN = ROOT / "benchmarks" / "work" / "chess13-2step" / "seed0" / "ours" / "step1"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chess13" / "data.yaml"
 
 
 def _protocol(run: Path, dataset: str) -> str:
@@ -36,38 +38,24 @@ def _protocol(run: Path, dataset: str) -> str:
 
 
 def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> dict:
-    from cldet.deploy.evaluate import evaluate
-    from cldet.export._ort import ort_predict
+    from cldet.core.evaluate import evaluate
+    from cldet.deploy.runtime import open_backend
 
-    res = evaluate(ort_predict(path, threads), ds, "val", names, imgsz, groups=groups, batch=batch, progress=False)
+    res = evaluate(open_backend(path, provider="cpu", threads=threads), ds, "val", names, imgsz, groups=groups, batch=batch, progress=False)
     return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
 
 
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
-    """Median ms per artifact; sessions alternate every iteration, in a shuffled order, so load changes and cache
-    effects hit all of them alike."""
-    import random
-    import onnxruntime as ort
+    """Median ms per artifact (batch 1), timed by `cldet bench`'s alternation so load changes hit all alike."""
+    from functools import partial
 
-    sess = {}
-    for k, p in paths.items():
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess[k] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+    from cldet.deploy.bench import alternate
+    from cldet.deploy.runtime import open_backend
+
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    for s in sess.values():
-        for _ in range(warmup):
-            s.run(None, {"images": x})
-    ts: dict[str, list[float]] = {k: [] for k in sess}
-    rng = random.Random(0)
-    for _ in range(iters):
-        order = list(sess.items())
-        rng.shuffle(order)
-        for k, s in order:
-            t = time.perf_counter()
-            s.run(None, {"images": x})
-            ts[k].append(time.perf_counter() - t)
-    return {k: 1000 * float(np.median(v)) for k, v in ts.items()}
+    calls = [partial(open_backend(p, provider="cpu", threads=threads), x) for p in paths.values()]
+    ms = alternate(calls, iters, warmup)
+    return {k: float(np.median(v)) for k, v in zip(paths, ms)}
 
 
 def _ultralytics_export(run: Path, work: Path, imgsz: int, data: Path, calib_images: int) -> tuple[Path, Path]:
@@ -101,7 +89,8 @@ def _block(scores: dict, lat: dict, groups: list[str], extra: dict | None = None
 
 
 def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
-    from cldet.data import load_dataset
+    from cldet.core.data import load_dataset
+    from cldet.core.manifest import read_manifest
     from cldet.detector.lineage import read_lineage
     from cldet.export.pipeline import ExportOptions, export_run
 
@@ -116,7 +105,8 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     man = export_run(run, ExportOptions(out=work / "cldet", calib_method=args.method, calib_images=args.calib_images,
                                         data=data, threads=args.threads, force=True, progress=False))
     imgsz = man["input"]["imgsz"]
-    cl_paths = {k: work / "cldet" / man["artifacts"][k]["file"] for k in ("fp32", "int8")}
+    cl_man = read_manifest(work / "cldet" / "manifest.json")
+    cl_paths = {k: cl_man.file_of(k) for k in ("fp32", "int8")}
     cl_scores = {k: man["artifacts"][k]["metrics"] for k in ("fp32", "int8")}
     print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
 
@@ -142,7 +132,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         mq = export_run(run, ExportOptions(out=work / "qat", int8="qat", qat_epochs=args.qat_epochs,
                                            calib_method=args.method, calib_images=args.calib_images, data=data,
                                            threads=args.threads, force=True, progress=False))
-        qat_path = work / "qat" / mq["artifacts"]["int8"]["file"]
+        qat_path = read_manifest(work / "qat" / "manifest.json").file_of("int8")
         qat_scores = {"fp32": cl_scores["fp32"], "int8": mq["artifacts"]["int8"]["metrics"]}
         qat_info = mq["calibration"].get("qat", {})
         print(f"[{run}] cldet QAT export done in {time.time() - t1:.0f} s", flush=True)
@@ -171,7 +161,8 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
                                 {"qat": qat_info})} if qat_scores else {}),
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
-                     "iters": args.iters, "warmup": 20, "alternated": "shuffled order every iteration", "cpu_count": os.cpu_count()},
+                     "iters": args.iters, "warmup": 20, "alternated": "every iteration, order reversed every other",
+                     "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,8 +226,10 @@ def _plot(r: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, type=Path, help="run directory (repeatable)")
-    ap.add_argument("--data", required=True, type=Path, help="dataset yaml (val = evaluation, train = calibration)")
+    ap.add_argument("--run", action="append", type=Path,
+                    help=f"run directory (repeatable; default {DEFAULT_RUN.relative_to(ROOT)}, made by `make bench-cl`)")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                    help=f"dataset yaml (val = evaluation, train = calibration; default {DEFAULT_DATA})")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--method", default="percentile", help="cldet calibration method for the headline numbers")
     ap.add_argument("--methods", default="", help="also compare these methods, e.g. minmax,percentile,entropy")
@@ -246,7 +239,13 @@ def main() -> None:
     ap.add_argument("--name", default=None, help="protocol label in the output file name (default: from the run path)")
     ap.add_argument("--qat-epochs", type=int, default=0, help="also export cldet QAT with this many epochs (0: skip)")
     args = ap.parse_args()
-    os.environ.setdefault("YOLO_OFFLINE", "1")
+    args.run = args.run or [DEFAULT_RUN]
+    for run in args.run:
+        if not (run / "lineage.json").is_file():
+            ap.error(f"{run} is not a finished cldet run (no lineage.json). Train the protocol first (`make bench-cl` "
+                     "writes benchmarks/work/chess13-2step) or pass --run RUN_DIR.")
+    if not args.data.is_file():
+        ap.error(f"dataset yaml {args.data} does not exist; pass --data DATA.yaml (its val split is scored).")
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -1,6 +1,6 @@
 """Teacher overhead of an increment: time per training iteration, plain fine-tuning vs cldet's default.
 
-    .venv/bin/python benchmarks/kd_overhead.py --run RUN [--imgsz 320] [--batch 16] [--iters 10]
+    .venv/bin/python -m benchmarks.kd_overhead --run RUN [--imgsz 320] [--batch 16] [--iters 10]
 
 Both variants train the same widened student on the same real batches (letterboxed images from the
 bundled chess subset with their labels). They are alternated in one process, so machine load hits
@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
     import torch
 
-    from cldet.data import label_path_for, load_dataset, read_labels
-    from cldet.deploy.processing import letterbox, load_image
+    from cldet.core.data import label_path_for, load_dataset, read_labels
+    from cldet.core.processing import letterbox, load_image
     from cldet.detector.config import DEFAULT_METHOD, METHODS, DistillConfig
     from cldet.detector.distill import Distiller, IncrementalDetectionModel
     from cldet.detector.lineage import read_lineage

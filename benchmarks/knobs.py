@@ -1,25 +1,27 @@
 """Sensitivity of the default method to its settings, on one protocol's shared base model.
 
-    .venv/bin/python benchmarks/knobs.py --protocol benchmarks/protocols/chess13-2step.yaml --fraction 0.34
+    .venv/bin/python -m benchmarks.knobs --protocol benchmarks/protocols/chess13-2step.yaml --fraction 0.34
 
-Each variant is one `learn` step from the protocol's base run (run cl_protocols.py first), with the
-same data, epochs and seed as the protocol's methods. Writes benchmarks/results/knobs-<dataset>-<protocol>.{json,md}.
+Each variant is one `learn` step (cldet.api.learn) from the protocol's base run (run cl_protocols first), with
+the same data, epochs and seed as the protocol's methods; finished variants are reused the way the protocol
+harness reuses its steps (cldet.protocol.reuse). Writes benchmarks/results/knobs-<dataset>-<protocol>.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cldet import api
+from cldet.core.files import write_json_atomic
+from cldet.detector.config import DEFAULT_METHOD, TrainConfig
+from cldet.detector.lineage import read_lineage
+from cldet.protocol import load_protocol, reuse
 
-from cldet.detector.api import learn  # noqa: E402
-from cldet.detector.config import DEFAULT_METHOD, DistillConfig, TrainConfig  # noqa: E402
-from cldet.detector.lineage import read_lineage, write_json_atomic  # noqa: E402
-from cldet.detector.protocol import load_protocol  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS = {  # name -> DistillConfig overrides (the default method otherwise)
     "default": {},  # the protocol's own 'ours' run (same settings and seed), not trained again
@@ -51,24 +53,26 @@ def main() -> int:
     rows = {}
     for name in args.variants.split(","):
         run = root / "ours" / "step1" if name == "default" else root / "knobs" / name.replace("=", "-").replace("+", "_")
-        if not (run / "lineage.json").exists():
-            if run.exists():
-                import shutil
-
-                shutil.rmtree(run)
-            run.parent.mkdir(parents=True, exist_ok=True)
-            learn(base, p.dataset, p.steps[1], run, dcfg=DistillConfig(**{"method": DEFAULT_METHOD, **VARIANTS[name]}), tcfg=tcfg,
-                  eval_yaml=p.dataset, old_labels=False)
+        settings = {**tcfg.as_dict(), "method": DEFAULT_METHOD, **VARIANTS[name]}
+        reuse(run, lambda: api.learn(from_run=base, data=p.dataset, new_classes=",".join(p.steps[1]), out=run,
+                                     eval_data=p.dataset, old_labels=False, **settings))
         m = read_lineage(run).last.metrics
         rows[name] = {g: m[g] for g in ("old", "new", "all")}
     out = ROOT / "benchmarks" / "results" / f"knobs-{p.dataset_name}-{p.name}"
     write_json_atomic(out.with_suffix(".json"), {"protocol": p.name, "dataset": p.dataset_name, "train": tcfg.as_dict(), "variants": rows})
-    lines = [f"### Settings of `{DEFAULT_METHOD}` on {p.dataset_name} / {p.name} (mAP50-95; fraction {args.fraction})", "",
-             "| variant | old | new | all |", "|---|---|---|---|"]
-    lines += [f"| {n} | {r['old']['map50_95']:.3f} | {r['new']['map50_95']:.3f} | {r['all']['map50_95']:.3f} |" for n, r in rows.items()]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = knobs_table(json.loads(out.with_suffix(".json").read_text()))
+    out.with_suffix(".md").write_text(table)
+    print(table)
     return 0
+
+
+def knobs_table(r: dict) -> str:
+    """Markdown table of a knobs JSON: mAP50-95 of old, new and all classes per variant."""
+    lines = [f"### Settings of `{DEFAULT_METHOD}` on {r['dataset']} / {r['protocol']} (mAP50-95; fraction "
+             f"{r['train']['fraction']})", "", "| variant | old | new | all |", "|---|---|---|---|"]
+    lines += [f"| {n} | {v['old']['map50_95']:.3f} | {v['new']['map50_95']:.3f} | {v['all']['map50_95']:.3f} |"
+              for n, v in r["variants"].items()]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

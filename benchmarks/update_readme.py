@@ -1,6 +1,6 @@
 """Copy the latest benchmark tables (benchmarks/results/*.md) into README.md between markers.
 
-    .venv/bin/python benchmarks/update_readme.py
+    .venv/bin/python -m benchmarks.update_readme
 """
 
 from __future__ import annotations

@@ -1,19 +1,28 @@
-"""The `cldet` command line: a thin typer layer over the Python API.
+"""The `cldet` command line, generated from the Python API (cldet.api.COMMANDS) and its option declarations.
 
-Every command imports its stage lazily, so `cldet check` / `cldet bench` run on a board that has only
-the deploy set (no torch, no ultralytics). Errors derived from CldetError print one actionable line
-and exit with that error's code (see `cldet --help` epilog).
+Each command's flags come from the dataclass fields that declare its options (cldet.core.options): name,
+type, default and help are written once. The command calls the API function and renders its result here.
+Nothing heavy is imported at start-up, so `cldet check` / `cldet bench` run on a board that has only the
+deploy set. Errors derived from CldetError print one actionable line and exit with that error's code.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
+import json
+import logging
+import math
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import typer
 
-from .errors import CldetError
+from .api import COMMANDS, Command
+from .core.errors import CldetError, DriftError
+from .core.options import Spec, specs
+
+__all__ = ["app", "main", "format_metrics"]
 
 EXIT_CODES = """Exit codes: 0 ok; 1 accuracy drift past tolerance (check); 2 usage or generic error;
 3 bad dataset; 4 bad run directory or refused overwrite; 5 artifact/manifest mismatch or corrupt artifact;
@@ -31,37 +40,151 @@ app = typer.Typer(
 )
 
 
-def friendly(fn: Callable) -> Callable:
-    """Turn CldetError into a one-line message and its exit code instead of a traceback."""
+def format_metrics(metrics: dict, title: str = "") -> str:
+    """Group -> mAP table for the terminal."""
+    def f(v):
+        return "   -" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    rows = [title, f"{'group':<10} {'mAP50-95':>9} {'mAP50':>7}"]
+    rows += [f"{g:<10} {f(m.get('map50_95')):>9} {f(m.get('map50')):>7}" for g, m in metrics.items()]
+    return "\n".join(r for r in rows if r)
+
+
+# --- how each command's result is shown (and, for CLI-only options, stored) -------------------------------------
+
+def _show_train(lin, kw: dict) -> None:
+    typer.echo(format_metrics(lin.last.metrics, f"\n{kw['out']}: increment 0, {len(lin.classes)} classes, "
+                                                f"{lin.last.seconds:.0f} s"))
+
+
+def _show_learn(lin, kw: dict) -> None:
+    typer.echo(format_metrics(lin.last.metrics, f"\n{kw['out']}: increment {lin.last.index} ({kw['method']}), "
+                                                f"+{len(lin.last.classes_added)} classes, {lin.last.seconds:.0f} s"))
+
+
+def _show_eval(res: dict, kw: dict) -> None:
+    from .core.files import write_json_atomic
+
+    run, split = Path(kw["run"]), kw["split"]
+    typer.echo(format_metrics(res["metrics"], f"\n{run} on {kw['data']} [{split}]"))
+    if res["forgetting"]:
+        typer.echo("forgetting (mAP50-95 points since learned): "
+                   + ", ".join(f"{g} {100 * v:+.1f}" for g, v in res["forgetting"].items()))
+    if "ratio_to_joint" in res:
+        typer.echo("ratio to joint: " + ", ".join(f"{g} {v:.2f}" for g, v in res["ratio_to_joint"].items()
+                                                  if v is not None))
+    path, k = kw["out"] or run / f"eval-{split}.json", 1
+    while path.exists() and kw["out"] is None:  # never overwritten
+        path, k = run / f"eval-{split}-{k}.json", k + 1
+    write_json_atomic(path, json.loads(json.dumps(res, default=float)))
+    typer.echo(f"wrote {path}")
+
+
+def _show_demo(res: dict, kw: dict) -> None:
+    files = res["files"]
+    typer.echo("\n" + files["md"].read_text())
+    typer.echo(f"table: {files['md']}\nplot:  {files['png']}\nruns:  {files['runs']}")
+
+
+def _show_export(manifest: dict, kw: dict) -> None:
+    where = Path(kw["out"]) if kw["out"] else Path(kw["run"]) / "export"
+    groups = list(manifest["groups"])
+    typer.echo(f"\n{'artifact':<24}" + "".join(f"{g:>12}" for g in groups) + "   (mAP50-95, ONNX Runtime CPU)")
+    for a in manifest["artifacts"].values():
+        m = a.get("metrics") or {}
+        typer.echo(f"{a['file']:<24}" + "".join(f"{m[g]['map50_95']:>12.4f}" if g in m else f"{'-':>12}"
+                                                for g in groups))
+    if "fp32" in manifest["artifacts"] and "int8" in manifest["artifacts"]:
+        f, q = manifest["artifacts"]["fp32"]["metrics"], manifest["artifacts"]["int8"]["metrics"]
+        drift = {g: 100 * (f[g]["map50_95"] - q[g]["map50_95"]) for g in groups if g in f and g in q}
+        typer.echo("INT8 drift (points): " + ", ".join(f"{g} {d:+.2f}" for g, d in drift.items()))
+    missing = manifest.get("calibration", {}).get("missing")
+    if missing:
+        typer.secho(f"warning: calibration set has no image of: {', '.join(missing)}", fg=typer.colors.YELLOW)
+    typer.echo(f"wrote {where / 'manifest.json'}")
+
+
+def _show_check(rep, kw: dict) -> None:
+    from .core.files import write_json_atomic
+    from .deploy.check import format_table
+
+    for w in rep.warnings:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{Path(rep.artifact).name} on {rep.backend} vs host reference '{rep.reference_key}' "
+               f"({rep.images} images of {rep.data} [{rep.split}], {rep.seconds:.1f} s)")
+    typer.echo(format_table(rep))
+    out = kw["report"] or Path(f"check-{Path(kw['artifact']).stem}.json")
+    write_json_atomic(out, rep.as_dict())
+    typer.echo(f"report: {out}")
+    if not rep.passed:
+        raise DriftError(
+            f"accuracy drift past {rep.tolerance:g} mAP50-95 points in {', '.join(rep.failed_groups)}; do not deploy "
+            "this artifact: rebuild it from the same export, check the runtime/provider, or re-export (see the report)."
+        )
+
+
+def _show_bench(res: dict, kw: dict) -> None:
+    from .deploy.bench import format_bench, write_bench
+
+    typer.echo(format_bench(res))
+    j, png = write_bench(res, kw["out"])
+    jet = res["device"]["jetson"]
+    if jet["is_jetson"]:
+        typer.echo(f"Jetson: L4T {jet['l4t']}, JetPack {jet['jetpack']}, nvpmodel {json.dumps(jet['nvpmodel'])}, "
+                   f"TensorRT {res['device']['tensorrt']}")
+    typer.echo(f"results: {j}  plot: {png}")
+
+
+SHOW: dict[str, Callable[[Any, dict], None]] = {
+    "train": _show_train, "learn": _show_learn, "eval": _show_eval, "demo": _show_demo,
+    "export": _show_export, "check": _show_check, "bench": _show_bench,
+}
+
+
+# --- generating typer commands from the option declarations ------------------------------------------------------
+
+def _cli_type(s: Spec) -> Any:
+    """The annotation typer parses the flag with: tuples are a comma string (sep) or a repeated flag."""
+    if s.item is not None:
+        return str if s.meta.sep else Optional[list[s.item]]  # type: ignore[name-defined]
+    return Optional[s.base] if s.optional else s.base
+
+
+def _cli_default(s: Spec) -> Any:
+    if s.required:
+        return ...
+    if s.item is not None:
+        return s.meta.sep.join(map(str, s.default)) if s.meta.sep else None
+    return s.default
+
+
+def _parameter(s: Spec) -> inspect.Parameter:
+    opt = typer.Option(_cli_default(s), s.flag, help=s.describe())
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_cli_type(s))
+
+
+def _typer_command(cmd: Command) -> Callable[..., None]:
+    cli_specs = [s for s in specs(*cmd.options) if s.meta.cli]
+    api_names = {s.name for s in cli_specs if s.meta.api}
+    keep_default = {s.name for s in cli_specs if s.default is not None and s.item is not None and not s.meta.sep}
+
+    def command(**kw: Any) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
         try:
-            return fn(*args, **kwargs)
+            args = {k: v for k, v in kw.items() if k in api_names and not (v is None and k in keep_default)}
+            SHOW[cmd.name](cmd.fn(**args), kw)
         except CldetError as e:
             typer.secho(f"cldet: error: {e}", fg=typer.colors.RED, err=True)
             raise typer.Exit(e.exit_code) from None
 
-    return wrapper
+    command.__name__ = cmd.fn.__name__
+    command.__doc__ = " ".join((cmd.fn.__doc__ or "").split("\n\nKeyword arguments:")[0].split())
+    command.__signature__ = inspect.Signature([_parameter(s) for s in cli_specs])  # type: ignore[attr-defined]
+    return command
 
 
-def _register() -> None:
-    """Add each stage's commands; a stage left out of a build is skipped, any other import error raises."""
-    import importlib
-
-    for stage in ("detector", "export", "deploy"):
-        module = f"{__package__}.{stage}.commands"
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        for name, fn in mod.COMMANDS.items():
-            app.command(name, epilog=EXIT_CODES)(friendly(fn))
-
-
-_register()
+for _name, _cmd in COMMANDS.items():
+    app.command(_name, epilog=EXIT_CODES)(_typer_command(_cmd))
 
 
 def main() -> None:  # pragma: no cover - console entry

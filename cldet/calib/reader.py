@@ -15,10 +15,10 @@ from typing import Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..data import IMAGE_SUFFIXES, label_path_for, read_labels
-from ..deploy.processing import letterbox, load_image
-from ..detector.lineage import sha256_file
-from ..errors import DataError
+from ..core.data import IMAGE_SUFFIXES, label_path_for, read_labels
+from ..core.processing import letterbox, load_image
+from ..core.files import sha256_file
+from ..core.errors import DataError
 from .reservoir import CALIB_DIR, Candidate, _train_candidates, read_reservoir, select_balanced
 
 __all__ = ["CalibrationSet", "from_reservoir", "from_folder", "from_dataset", "merge", "check_disjoint",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_dataset, read_labels
-from ..detector.lineage import sha256_file, write_json_atomic
-from ..errors import DataError, RunError
+from ..core.data import class_map, load_dataset, read_labels
+from ..core.files import sha256_file, write_json_atomic
+from ..core.errors import DataError, RunError
 
 __all__ = ["update_reservoir", "read_reservoir", "select_balanced", "Candidate", "CALIB_DIR", "INDEX"]
 
@@ -86,7 +86,7 @@ def select_balanced(cands: list[Candidate], class_names: list[str], max_images: 
 
 def _train_candidates(data_yaml: Path, class_names: list[str], increment: int) -> list[Candidate]:
     ds = load_dataset(data_yaml)
-    to_model = np.array([class_names.index(n) if n in class_names else -1 for n in ds.names], np.int64)
+    to_model = class_map(class_names, ds.names)
     out = []
     for img, lab in ds.labels("train").items():
         lab = lab.copy()

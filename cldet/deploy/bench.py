@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import resource
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from .device import device_info, gpu_memory_used_mb, rss_mb
-from .processing import letterbox, load_image, postprocess
-from .runtime import Backend, open_backend
+from ..core.processing import letterbox, load_image, postprocess
+from .backend import Backend
+from .options import BenchOptions
+from .runtime import open_backend
 
-__all__ = ["bench", "latency_stats", "format_bench", "plot_bench", "write_bench", "BENCH_FORMAT"]
+__all__ = ["bench", "alternate", "latency_stats", "format_bench", "plot_bench", "write_bench", "BENCH_FORMAT"]
 
 BENCH_FORMAT = "cldet-bench/1"
 
@@ -39,7 +43,7 @@ def _images(data: str | Path | None, split: str, n: int, seed: int = 0) -> tuple
     if data is None:
         rng = np.random.default_rng(seed)
         return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(n)], "synthetic 640x480"
-    from ..data import load_dataset
+    from ..core.data import load_dataset
 
     files = load_dataset(data).images(split)
     return [load_image(files[i % len(files)]) for i in range(n)], f"{data} [{split}]"
@@ -57,10 +61,21 @@ def _e2e(backend: Backend, imgs: list[np.ndarray]) -> None:
         postprocess(o, lb, conf=0.25)
 
 
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return (time.perf_counter() - t) * 1000.0
+def alternate(calls: Sequence[Callable[[], object]], iters: int, warmup: int = 0, progress: bool = False,
+              desc: str = "timing") -> list[list[float]]:
+    """Milliseconds per call of each of `calls`, `iters` times, the calls taking turns every iteration (in reversed
+    order every other one) so that load, clock and thermal changes hit all of them alike. `warmup` untimed calls
+    of each come first (allocation, kernel selection, TensorRT EP engine builds)."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    ms: list[list[float]] = [[] for _ in calls]
+    for it in tqdm(range(iters), desc=desc, unit="it", disable=not progress):
+        for k in (range(len(calls)) if it % 2 == 0 else reversed(range(len(calls)))):
+            t = time.perf_counter()
+            calls[k]()
+            ms[k].append((time.perf_counter() - t) * 1000.0)
+    return ms
 
 
 def _skip_reason(backend: Backend, b: int) -> str | None:
@@ -70,26 +85,16 @@ def _skip_reason(backend: Backend, b: int) -> str | None:
     return None
 
 
-def bench(
-    artifact: str | Path,
-    vs: str | Path | None = None,
-    iters: int = 100,
-    warmup: int = 10,
-    batches: tuple[int, ...] = (1, 4, 8),
-    threads: int | None = None,
-    provider: str = "auto",
-    data: str | Path | None = None,
-    split: str = "val",
-    progress: bool = True,
-) -> dict:
+def bench(opts: BenchOptions) -> dict:
     """Benchmark one artifact, or two alternated; returns the JSON-ready result."""
-    paths = [Path(artifact)] + ([Path(vs)] if vs else [])
+    paths = [Path(opts.artifact)] + ([Path(opts.vs)] if opts.vs else [])
+    iters, warmup, batches, provider, threads = opts.iters, opts.warmup, opts.batch, opts.provider, opts.threads
     rss0 = rss_mb()
     backends = [open_backend(p, provider=provider, threads=threads) for p in paths]
     imgsz = {b.imgsz for b in backends}
     on_gpu = any("CPU" not in p for b in backends for p in b.providers)  # else no CUDA context is created
     gpu_mb = gpu_memory_used_mb if on_gpu else (lambda: None)
-    imgs, source = _images(data, split, max(batches))
+    imgs, source = _images(opts.data, opts.split, max(batches))
     entries = [{"file": str(p), "backend": b.name, "providers": list(b.providers), "imgsz": b.imgsz, "nc": b.nc,
                 "batch": b.batch if b.batch is not None else "dynamic", "results": {}} for p, b in zip(paths, backends)]
     ratios: dict[str, dict] = {}
@@ -102,20 +107,12 @@ def bench(
         if not live:
             continue
         xs = {s: _pre(imgs[:bsz], s)[0] for s in imgsz}
-        for i in live:  # warm-up: first calls allocate, compile kernels, build TensorRT EP engines
-            for _ in range(warmup):
-                backends[i](xs[backends[i].imgsz])
-                _e2e(backends[i], imgs[:bsz])
-        infer = {i: [] for i in live}
-        e2e = {i: [] for i in live}
-        for it in tqdm(range(iters), desc=f"bench batch {bsz}", unit="it", disable=not progress):
-            order = live if it % 2 == 0 else live[::-1]
-            for i in order:
-                infer[i].append(_timed(backends[i], xs[backends[i].imgsz]))
-            for i in order:
-                e2e[i].append(_timed(_e2e, backends[i], imgs[:bsz]))
-        for i in live:
-            entries[i]["results"][str(bsz)] = {"infer": latency_stats(infer[i], bsz), "e2e": latency_stats(e2e[i], bsz)}
+        calls = [partial(backends[i], xs[backends[i].imgsz]) for i in live]  # inference only
+        calls += [partial(_e2e, backends[i], imgs[:bsz]) for i in live]  # letterbox + inference + NMS
+        ms = alternate(calls, iters, warmup, progress=opts.progress, desc=f"bench batch {bsz}")
+        for k, i in enumerate(live):
+            entries[i]["results"][str(bsz)] = {"infer": latency_stats(ms[k], bsz),
+                                               "e2e": latency_stats(ms[len(live) + k], bsz)}
         if len(live) == 2:
             a, b = (entries[i]["results"][str(bsz)] for i in live)
             ratios[str(bsz)] = {f"{kind}_{stat}": a[kind][stat] / b[kind][stat]
@@ -202,7 +199,7 @@ def plot_bench(result: dict, path: str | Path) -> Path:
 
 def write_bench(result: dict, out: str | Path) -> tuple[Path, Path]:
     """bench.json and bench.png in `out`."""
-    from ..detector.lineage import write_json_atomic
+    from ..core.files import write_json_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

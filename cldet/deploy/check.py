@@ -14,15 +14,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..data import load_dataset
-from ..errors import ArtifactError, DataError
-from ..manifest import Manifest, read_manifest
-from .runtime import ENGINE_SUFFIXES, Backend, open_backend
+from ..core.data import load_dataset, require_classes
+from ..core.errors import ArtifactError
+from ..core.manifest import Manifest, read_manifest
+from .backend import ENGINE_SUFFIXES, Backend
+from .options import CheckOptions
+from .runtime import open_backend
 
 __all__ = ["GroupDrift", "CheckReport", "check", "verify_artifact", "verify_backend", "format_table"]
-
-DEFAULT_TOLERANCE = 1.0  # mAP50-95 points; PTQ INT8 vs FP32 noise on chess13 is well under this
-
 
 @dataclass
 class GroupDrift:
@@ -76,13 +75,11 @@ def verify_artifact(artifact: Path, manifest: Manifest, reference: str | None = 
     An engine built on the board is not in the manifest (engines are built per device): it is checked
     against `reference` (default: the INT8 artifact it was built from, preferring target tensorrt).
     """
-    from ..detector.lineage import sha256_file
+    from ..core.files import sha256_file
 
     digest = sha256_file(artifact)
     warnings: list[str] = []
-    by_name = {Path(a["file"]).name: k for k, a in manifest.artifacts.items()}
-    by_hash = {a.get("sha256"): k for k, a in manifest.artifacts.items()}
-    own = by_hash.get(digest) or by_name.get(artifact.name)
+    own = manifest.find(artifact, digest)
     is_engine = artifact.suffix.lower() in ENGINE_SUFFIXES
     if own is not None:
         expected = manifest.artifacts[own].get("sha256")
@@ -173,40 +170,23 @@ def _embedded_names(backend: Backend) -> list[str] | None:
     return raw.split(",")
 
 
-def check(
-    artifact: str | Path,
-    manifest: str | Path,
-    data: str | Path,
-    split: str = "val",
-    tolerance: float = DEFAULT_TOLERANCE,
-    provider: str = "auto",
-    threads: int | None = None,
-    reference: str | None = None,
-    batch: int = 8,
-    limit: int | None = None,
-    progress: bool = True,
-) -> CheckReport:
+def check(opts: CheckOptions) -> CheckReport:
     """Run the gate; returns the report (the caller decides the exit code from `report.passed`)."""
-    from .evaluate import evaluate
+    from ..core.evaluate import evaluate
 
     t0 = time.perf_counter()
-    artifact, man = Path(artifact), read_manifest(manifest)
-    key, entry, digest, warnings = verify_artifact(artifact, man, reference)
+    artifact, man, data, split, limit = Path(opts.artifact), read_manifest(opts.manifest), opts.data, opts.split, opts.limit
+    key, entry, digest, warnings = verify_artifact(artifact, man, opts.reference)
     ds = load_dataset(data)
-    missing = [c for c in man.classes if c not in ds.names]
-    if missing:
-        raise DataError(
-            f"{data}: its class names lack {missing} of the model's classes (manifest {man.path}: {man.classes}; "
-            f"data: {ds.names}). Evaluate with a dataset yaml whose 'names' include every model class."
-        )
+    require_classes(man.classes, ds, f"manifest {man.path}")  # before the runtime is opened
     fp = man.raw.get("eval", {}).get("fingerprint")
     if fp and limit is None and fp != ds.fingerprint(split):
         warnings.append(f"{data} [{split}] differs from the data the references were measured on "
                         f"({man.raw['eval'].get('data')}): drift may reflect the data, not the runtime.")
-    backend = open_backend(artifact, provider=provider, threads=threads)
+    backend = open_backend(artifact, provider=opts.provider, threads=opts.threads)
     verify_backend(backend, man)
-    res = evaluate(backend, ds, split, man.classes, man.imgsz, groups=man.groups, batch=batch, progress=progress,
-                   limit=limit)
+    res = evaluate(backend, ds, split, man.classes, man.imgsz, groups=man.groups, batch=opts.batch,
+                   progress=opts.progress, limit=limit)
     rows = []
     for g, classes in man.groups.items():
         ref = entry["metrics"].get(g)
@@ -215,11 +195,11 @@ def check(
         m = res.groups[g]
         r = float(ref["map50_95"])
         drift = (r - m.map50_95) * 100.0
-        ok = math.isnan(m.map50_95) and math.isnan(r) or abs(drift) <= tolerance
+        ok = math.isnan(m.map50_95) and math.isnan(r) or abs(drift) <= opts.tolerance
         rows.append(GroupDrift(g, classes, r, m.map50_95, ref.get("map50"), m.map50, drift, bool(ok)))
     return CheckReport(
         artifact=str(artifact), sha256=digest, manifest=str(man.path), reference_key=key, backend=backend.name,
-        providers=list(backend.providers), data=str(data), split=split, images=res.images, tolerance=tolerance,
+        providers=list(backend.providers), data=str(data), split=split, images=res.images, tolerance=opts.tolerance,
         groups=rows, per_class=res.as_dict()["per_class"], warnings=warnings, seconds=time.perf_counter() - t0,
     )
 

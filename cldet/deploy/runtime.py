@@ -3,7 +3,7 @@
 Why one interface: `cldet check`, `cldet bench` and the export's host reference metrics must run the very
 same pre/post-processing around whatever executes the graph, so a drift they report is the runtime's,
 not ours. A Backend maps a float32 (B, 3, S, S) batch to the float32 (B, 4 + nc, A) output of the model
-I/O contract (cldet.deploy.processing).
+I/O contract (cldet.core.processing).
 
 - `.onnx` -> ONNX Runtime, with the CPU, CUDA or TensorRT execution provider ("auto" takes the best
   one installed; naming a provider that is missing is an error, never a silent CPU fallback).
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import ArtifactError, MissingRuntimeError, CldetError
+from ..core.errors import ArtifactError, CldetError, MissingRuntimeError
+from .backend import ENGINE_SUFFIXES, Backend, run_in_slices
 
-__all__ = ["Backend", "OrtBackend", "open_backend", "run_in_slices", "PROVIDERS", "ENGINE_SUFFIXES", "available_providers"]
+__all__ = ["OrtBackend", "open_backend", "PROVIDERS", "available_providers"]
 
 # cldet name -> ONNX Runtime execution provider, best first (what "auto" tries).
 PROVIDERS: dict[str, str] = {
@@ -30,23 +30,6 @@ PROVIDERS: dict[str, str] = {
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-@runtime_checkable
-class Backend(Protocol):
-    """What every runtime offers. `batch` is the fixed batch size of the artifact, or None when dynamic."""
-
-    name: str
-    artifact: Path
-    imgsz: int
-    nc: int
-    batch: int | None
-    providers: list[str]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray: ...
-
-
 def available_providers() -> list[str]:
     """cldet provider names that the installed onnxruntime offers, best first."""
     import onnxruntime as ort
@@ -163,19 +146,6 @@ class OrtBackend:
 
     def __repr__(self) -> str:
         return f"OrtBackend({self.artifact.name}, {self.name}, imgsz={self.imgsz}, nc={self.nc}, batch={self.batch})"
-
-
-def run_in_slices(run, x: np.ndarray, batch: int, pad: bool = True) -> np.ndarray:
-    """Feed a runtime at most `batch` images at a time; with `pad` (fixed-batch artifacts) the last slice is
-    zero-padded to `batch` and its output trimmed."""
-    outs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        n = len(chunk)
-        if pad and n < batch:
-            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
-        outs.append(run(chunk)[:n])
-    return np.concatenate(outs)
 
 
 def open_backend(artifact: str | Path, provider: str = "auto", threads: int | None = None) -> Backend:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, CldetError, MissingRuntimeError
+from ..core.errors import ArtifactError, CldetError, MissingRuntimeError
+from .backend import run_in_slices
 
 __all__ = ["TrtBackend", "CudaRuntime", "import_tensorrt", "tensorrt_version"]
 
@@ -178,8 +179,6 @@ class TrtBackend:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run a batch; batches above the engine's (maximum) batch size go in slices."""
-        from .runtime import run_in_slices
-
         step = self.batch or self.max_batch
         if len(x) == step or (self.batch is None and len(x) <= step):
             return self._run(x)

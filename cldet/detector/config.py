@@ -1,8 +1,14 @@
-"""Training and distillation settings as typed code; every field says what it does and why its default."""
+"""Training and distillation settings as typed code; every field says what it does and why its default.
+
+Each field is also a `cldet train` / `cldet learn` option and a keyword of cldet.api.train / learn: its
+`option(...)` metadata is the help text both show (cldet.core.options). A new field needs nothing else.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from ..core.options import option
 
 __all__ = ["TrainConfig", "DistillConfig", "METHODS", "DEFAULT_METHOD"]
 
@@ -24,19 +30,24 @@ DEFAULT_METHOD = "pseudo+feature+response"
 class TrainConfig:
     """What the Ultralytics trainer gets; identical for every method so comparisons are fair."""
 
-    epochs: int = 12  # 12 epochs reach mAP50 0.94 on chess13's white pieces from the COCO backbone
-    imgsz: int = 320  # edge-sized input; the board runs the same size
-    batch: int = 16
-    lr0: float = 0.01  # Ultralytics' SGD default
-    optimizer: str = "SGD"  # 'auto' would pick by iteration count; fixed so runs compare
-    seed: int = 0
-    workers: int = 2
-    device: str = "cpu"  # 'cpu', '0', '0,1' (multi-GPU runs through Ultralytics' DDP)
-    freeze: int = 0  # number of leading layers to freeze (0 = train all)
-    mosaic: float = 1.0  # Ultralytics' default augmentation for every method
-    close_mosaic: int = 10
-    patience: int = 100
-    fraction: float = 1.0  # fraction of the training images to use (quick runs)
+    # 12 epochs reach mAP50 0.94 on chess13's white pieces from the COCO backbone
+    epochs: int = field(default=12, metadata=option("training epochs", unit="epochs", min=1))
+    # edge-sized input; the board runs the same size
+    imgsz: int = field(default=320, metadata=option("square input size (an increment keeps the previous run's)",
+                                                    unit="px", min=32))
+    batch: int = field(default=16, metadata=option("batch size", unit="images", min=1))
+    lr0: float = field(default=0.01, metadata=option("initial learning rate (Ultralytics' SGD default)"))
+    # 'auto' would pick by iteration count; fixed so runs compare
+    optimizer: str = field(default="SGD", metadata=option("Ultralytics optimizer name (SGD, AdamW, ...)"))
+    seed: int = field(default=0, metadata=option("random seed"))
+    workers: int = field(default=2, metadata=option("data-loader workers", unit="processes", min=0))
+    device: str = field(default="cpu", metadata=option("'cpu', '0', or '0,1' for multi-GPU (Ultralytics DDP)"))
+    freeze: int = field(default=0, metadata=option("freeze the first N layers (0 = train all)", unit="layers", min=0))
+    # Ultralytics' default augmentation for every method
+    mosaic: float = field(default=1.0, metadata=option("probability of mosaic augmentation", unit="probability"))
+    close_mosaic: int = field(default=10, metadata=option("turn mosaic off for the last N epochs", unit="epochs"))
+    patience: int = field(default=100, metadata=option("early-stopping patience", unit="epochs"))
+    fraction: float = field(default=1.0, metadata=option("fraction of the training images to use", unit="fraction"))
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,18 +57,25 @@ class TrainConfig:
 class DistillConfig:
     """How an increment keeps the old classes (see METHODS)."""
 
-    method: str = DEFAULT_METHOD
+    method: str = field(default=DEFAULT_METHOD, metadata=option(
+        f"how the old classes are kept; {DEFAULT_METHOD} is the best measured (see README)", choices=tuple(METHODS)))
     # Teacher detections above this class probability become labels. 0.5 keeps the precision of the
     # pseudo labels high: a false pseudo-box teaches a wrong positive, a missed one only weakens a negative
     # that the score KD term still softens.
-    pseudo_conf: float = 0.5
-    pseudo_nms_iou: float = 0.6  # class-wise NMS of the teacher's boxes before they become labels
-    pseudo_gt_iou: float = 0.5  # a pseudo-box overlapping a real label by more than this is dropped
-    feature_weight: float = 1.0  # weight of the relative neck-feature distance (scale-free by construction)
-    feature_mode: str = "mse"  # 'mse' (relative L2) or 'channel' (channel-wise KL)
-    response_weight: float = 1.0  # weight of the old-class score KL, times the task's cls gain
-    replay_images: int = 0  # method 'replay' only: old images stored and mixed in (not exemplar-free)
-    extra: dict = field(default_factory=dict)
+    pseudo_conf: float = field(default=0.5, metadata=option(
+        "teacher score above which an old-class box becomes a label", unit="probability"))
+    pseudo_nms_iou: float = field(default=0.6, metadata=option(
+        "class-wise NMS of the teacher's boxes before they become labels", unit="IoU"))
+    pseudo_gt_iou: float = field(default=0.5, metadata=option(
+        "a pseudo-box overlapping a real label by more than this is dropped", unit="IoU"))
+    # scale-free by construction, so the weight needs no retuning across datasets
+    feature_weight: float = field(default=1.0, metadata=option("weight of the neck-feature distillation term"))
+    feature_mode: str = field(default="mse", metadata=option(
+        "'mse' (relative L2) or 'channel' (channel-wise KL)", choices=("mse", "channel")))
+    response_weight: float = field(default=1.0, metadata=option(
+        "weight of the old-class score distillation term, times the task's cls gain"))
+    replay_images: int = field(default=0, metadata=option(
+        "method 'replay' only: old images to store and mix in (not exemplar-free)", unit="images", min=0))
 
     def terms(self) -> dict[str, bool]:
         if self.method not in METHODS:

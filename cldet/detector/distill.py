@@ -17,8 +17,6 @@ from .losses import feature_kd, merge_targets, pseudo_labels, score_kd
 
 __all__ = ["IncrementalDetectionModel", "Distiller"]
 
-KD_KEYS = ("pseudo_n", "feat_kd", "resp_kd")
-
 
 class Distiller:
     """Holds the frozen teacher and computes the increment's loss for a training batch."""

@@ -16,35 +16,18 @@ lineage.json:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import RunError
+from ..core.errors import RunError
+from ..core.files import sha256_file, write_json_atomic
 
-__all__ = ["Lineage", "Increment", "sha256_file", "read_lineage", "write_json_atomic", "CHECKPOINT", "LINEAGE"]
+__all__ = ["Lineage", "Increment", "read_lineage", "CHECKPOINT", "LINEAGE"]
 
 FORMAT = "cldet-lineage/1"
 CHECKPOINT = "model.pt"
 LINEAGE = "lineage.json"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str | Path, obj: object) -> None:
-    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -9,22 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.ops import batched_nms, box_convert, box_iou
 
-__all__ = ["pseudo_labels", "merge_targets", "feature_kd", "score_kd", "box_iou"]
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix of xyxy boxes (n, 4) x (m, 4)."""
-    area_a = (a[:, 2] - a[:, 0]).clamp(0) * (a[:, 3] - a[:, 1]).clamp(0)
-    area_b = (b[:, 2] - b[:, 0]).clamp(0) * (b[:, 3] - b[:, 1]).clamp(0)
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(0).prod(2)
-    return inter / (area_a[:, None] + area_b[None] - inter + 1e-9)
-
-
-def _xywh2xyxy(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x[..., :2] - x[..., 2:] / 2, x[..., :2] + x[..., 2:] / 2], -1)
+__all__ = ["pseudo_labels", "merge_targets", "feature_kd", "score_kd"]
 
 
 @torch.no_grad()
@@ -35,14 +22,12 @@ def pseudo_labels(
 
     One class per anchor (the teacher's best), score > conf, class-wise NMS.
     """
-    from torchvision.ops import batched_nms
-
     out = []
     for p in teacher_pred:  # (4 + nc_old, A)
         p = p.T
         score, cls = p[:, 4:].max(1)
         keep = score > conf
-        boxes, score, cls = _xywh2xyxy(p[keep, :4]), score[keep], cls[keep]
+        boxes, score, cls = box_convert(p[keep, :4], "cxcywh", "xyxy"), score[keep], cls[keep]
         k = batched_nms(boxes, score, cls, nms_iou)[:max_det]
         out.append((boxes[k], cls[k], score[k]))
     return out
@@ -66,12 +51,12 @@ def merge_targets(
             continue
         gt_mask = batch["batch_idx"].view(-1) == i
         if gt_mask.any():
-            gt = _xywh2xyxy(batch["bboxes"][gt_mask] * scale)
+            gt = box_convert(batch["bboxes"][gt_mask] * scale, "cxcywh", "xyxy")
             boxes_keep = box_iou(boxes, gt).max(1).values <= gt_iou
             boxes, c = boxes[boxes_keep], c[boxes_keep]
         if not len(boxes):
             continue
-        xywh = torch.cat([(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]], 1) / scale
+        xywh = box_convert(boxes, "xyxy", "cxcywh") / scale
         cls.append(c.view(-1, 1).to(batch["cls"].dtype))
         bboxes.append(xywh.clamp(0, 1).to(batch["bboxes"].dtype))
         bidx.append(torch.full((len(boxes),), i, dtype=batch["batch_idx"].dtype, device=boxes.device))

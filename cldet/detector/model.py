@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import RunError
+from ..core.errors import RunError
+from ..core.files import atomic_path
 from . import _offline  # noqa: F401  (before any ultralytics import)
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
 
 log = logging.getLogger("cldet")
 CKPT_FORMAT = "cldet-ckpt/1"
-DEFAULT_ARCH = "yolov5nu.yaml"
 
 
 def _quiet_ultralytics() -> None:
@@ -91,10 +91,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, names: list[str], imgsz:
         "state_dict": {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},
         "extra": dict(extra or {}),
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(blob, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
@@ -166,7 +164,7 @@ def widen_head(old: nn.Module, old_names: list[str], new_names: list[str]) -> tu
 
 
 def torch_predict(model: nn.Module, device: str | torch.device = "cpu"):
-    """A `predict(np.ndarray) -> np.ndarray` callable for cldet.deploy.evaluate (same I/O as the ONNX)."""
+    """A `predict(np.ndarray) -> np.ndarray` callable for cldet.core.evaluate (same I/O as the ONNX)."""
     import numpy as np
 
     model = model.to(device).eval()

@@ -18,8 +18,8 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from ..data import Dataset, label_path_for, read_labels
-from ..errors import DataError
+from ..core.data import Dataset, label_path_for, read_labels
+from ..core.errors import DataError
 
 __all__ = ["StagedData", "stage_dataset"]
 

@@ -2,8 +2,10 @@
 
 Everything else (data pipeline, augmentation, assigner, optimiser, EMA, checkpoints, DDP) is
 Ultralytics' own. The trainer must survive Ultralytics' DDP launch, which pickles the trainer class,
-its args and the model: the distillation settings travel on the model (`cl_config`), and the teacher
-is loaded again in every process in `_setup_train`.
+its args, the model and the callback table: the distillation settings travel on the model
+(`cl_config`), and the teacher is loaded again in every process by the `on_pretrain_routine_end`
+callback (`attach_teacher`), which Ultralytics runs once the model is on its device, wrapped for DDP,
+and its EMA exists.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 
 from . import _offline  # noqa: F401
 from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import DEFAULT_CFG
 from ultralytics.utils.torch_utils import unwrap_model
 
 from .distill import Distiller, IncrementalDetectionModel
 
-__all__ = ["CLTrainer", "save_trainer_init"]
+__all__ = ["CLTrainer", "attach_teacher", "save_trainer_init"]
 
 
 def supply_fonts() -> None:
@@ -39,8 +42,28 @@ def supply_fonts() -> None:
             shutil.copyfile(src, dst)
 
 
+def attach_teacher(trainer) -> None:
+    """`on_pretrain_routine_end`: load the teacher named in the model's `cl_config` and attach a Distiller.
+
+    Runs in every process (the DDP workers rebuild the trainer with the pickled callback table), after
+    Ultralytics moved the model to its device; the EMA copy made before it carries no teacher.
+    """
+    model = unwrap_model(trainer.model)
+    cfg = getattr(model, "cl_config", None)
+    if cfg and any(cfg["terms"].values()):
+        from .model import load_checkpoint
+
+        teacher, _ = load_checkpoint(cfg["teacher"])
+        model.attach(Distiller(teacher.to(trainer.device), cfg["nc_old"], cfg))
+
+
 class CLTrainer(DetectionTrainer):
     """DetectionTrainer whose model distils from the teacher named in the start checkpoint."""
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks: dict | None = None):
+        super().__init__(cfg, overrides, _callbacks)
+        if attach_teacher not in self.callbacks["on_pretrain_routine_end"]:  # a DDP worker gets it pickled
+            self.add_callback("on_pretrain_routine_end", attach_teacher)
 
     def get_dataset(self):
         supply_fonts()
@@ -53,16 +76,6 @@ class CLTrainer(DetectionTrainer):
             model.load(weights, verbose=False)
             model.cl_config = getattr(weights, "cl_config", None)
         return model
-
-    def _setup_train(self):
-        super()._setup_train()
-        model = unwrap_model(self.model)
-        cfg = getattr(model, "cl_config", None)
-        if cfg and any(cfg["terms"].values()):
-            from .model import load_checkpoint
-
-            teacher, _ = load_checkpoint(cfg["teacher"])
-            model.attach(Distiller(teacher.to(self.device), cfg["nc_old"], cfg))
 
 
 def save_trainer_init(path: Path, model, cl_config: dict | None) -> Path:

@@ -1,12 +1,13 @@
-"""Writing `manifest.json` in the schema documented in cldet/manifest.py (which `cldet check` reads)."""
+"""Writing `manifest.json` in the schema documented in cldet/core/manifest.py (which `cldet check` reads)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..detector.lineage import sha256_file, write_json_atomic
-from ..manifest import MANIFEST_FORMAT, read_manifest
+from ..core.files import sha256_file, write_json_atomic
+from ..core.manifest import MANIFEST_FORMAT, read_manifest
+from ..core.processing import PAD_VALUE
 
 __all__ = ["artifact_entry", "build_manifest", "write_manifest", "PRECISION"]
 
@@ -35,7 +36,7 @@ def build_manifest(run: Path, lin, names: list[str], imgsz: int, groups: dict, c
         "cldet_version": version,
         "run": {"path": str(run), "model_sha256": model_sha256, "lineage_increments": len(lin.increments)},
         "input": {"name": "images", "shape": [1, 3, imgsz, imgsz], "imgsz": imgsz, "color": "RGB",
-                  "scale": 1 / 255, "letterbox": {"pad_value": 114, "center": True}, "dtype": "float32",
+                  "scale": 1 / 255, "letterbox": {"pad_value": PAD_VALUE, "center": True}, "dtype": "float32",
                   "dynamic_batch": True},
         "output": {"name": "output0",
                    "layout": "(B, 4+nc, A): cx, cy, w, h in input pixels, then class probabilities"},
@@ -53,6 +54,6 @@ def write_manifest(path: Path, manifest: dict) -> None:
     write_json_atomic(path, manifest)
     m = read_manifest(path)
     for key, a in m.artifacts.items():
-        got = sha256_file(path.parent / a["file"])
+        got = sha256_file(m.file_of(key))
         if got != a["sha256"]:  # pragma: no cover - would mean a concurrent writer
             raise RuntimeError(f"{a['file']} changed while the manifest was written ({key}).")

@@ -1,4 +1,4 @@
-"""FP32 / FP16 ONNX export of a cldet model in the deploy I/O contract (see cldet.deploy.processing).
+"""FP32 / FP16 ONNX export of a cldet model in the deploy I/O contract (see cldet.core.processing).
 
 The Detect head runs in Ultralytics' export mode, so the graph ends in the box decode (DFL softmax,
 anchor offsets, stride scaling) and the class sigmoid: output0 = (B, 4 + nc, A). Conv+BN are fused
@@ -11,7 +11,7 @@ import copy
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..errors import ArtifactError
+from ..core.errors import ArtifactError
 
 __all__ = ["export_onnx", "check_onnx", "to_fp16", "OPSET", "NMS_LAYOUT"]
 
@@ -108,19 +108,17 @@ def export_onnx(
 
 def _toposort(graph) -> None:
     """Reorder nodes so every input is produced before it is used (what onnx.checker demands)."""
-    avail = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    order, pending = [], list(graph.node)
-    while pending:
-        rest = [n for n in pending if not all(i in avail for i in n.input)]
-        ready = [n for n in pending if all(i in avail for i in n.input)]
-        if not ready:
-            raise ArtifactError(f"graph has a cycle or a dangling input at {rest[0].name!r}")
-        for n in ready:
-            order.append(n)
-            avail.update(n.output)
-        pending = rest
+    import graphlib
+
+    nodes = list(graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    deps = {k: {producer[i] for i in n.input if i in producer} for k, n in enumerate(nodes)}
+    try:
+        order = list(graphlib.TopologicalSorter(deps).static_order())
+    except graphlib.CycleError as e:
+        raise ArtifactError(f"graph has a cycle through node {nodes[e.args[1][0]].name!r}") from None
     del graph.node[:]
-    graph.node.extend(order)
+    graph.node.extend(nodes[k] for k in order)
 
 
 def to_fp16(src: str | Path, dst: str | Path) -> Path:

@@ -9,45 +9,20 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
     from_reservoir, merge
-from ..data import load_dataset
-from ..detector.lineage import CHECKPOINT, read_lineage, sha256_file
-from ..errors import CldetError, MissingRuntimeError, RunError
+from ..core.data import load_dataset
+from ..core.files import sha256_file
+from ..detector.lineage import CHECKPOINT, read_lineage
+from ..core.errors import CldetError, MissingRuntimeError, RunError
 from .manifest_writer import artifact_entry, build_manifest, write_manifest
+from .options import INT8_MODES, ExportOptions
 
 __all__ = ["ExportOptions", "export_run", "artifact_names"]
 
 log = logging.getLogger("cldet")
-
-
-@dataclass
-class ExportOptions:
-    """Options of `cldet export` (the CLI flags map 1:1 onto these fields)."""
-
-    out: Path | None = None  # default RUN/export
-    int8: str = "ptq"  # ptq | qat | none
-    target: str = "cpu"  # cpu (U8S8, ORT/x86) | tensorrt (symmetric S8, explicit quantization)
-    calib_method: str = "percentile"  # minmax | percentile | entropy (default chosen by measured drift)
-    percentile: float = 99.999
-    keep_float: tuple[str, ...] = ()  # regexes of ONNX node names to keep float (sensitive layers)
-    calib: Path | None = None  # extra user folder of calibration images (never evaluation images)
-    calib_images: int = 128  # cap on the calibration set
-    engine: bool = False
-    fp16: bool = False
-    nms: bool = False
-    data: Path | None = None  # evaluation dataset yaml (default: the last increment's)
-    split: str = "val"
-    force: bool = False
-    qat_epochs: int = 3
-    qat_images: int = 256  # QAT fine-tuning images: calibration set + last increment's TRAIN sample
-    eval_limit: int | None = None  # score on the first N eval images only (tests)
-    threads: int | None = None
-    progress: bool = True
-    workspace_gb: float = 2.0
 
 
 def artifact_names(opts: ExportOptions) -> dict[str, str]:
@@ -85,14 +60,14 @@ def _calibration(run: Path, lin, names: list[str], opts: ExportOptions, eval_ima
 
 def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     """Export a run; returns the manifest written to OUT/manifest.json."""
-    from ..deploy.evaluate import evaluate
+    from ..core.evaluate import evaluate
     from ..detector.model import load_checkpoint
-    from ._ort import ort_predict
+    from ..deploy.runtime import open_backend
     from .onnx_export import export_onnx, to_fp16
 
     opts = opts or ExportOptions()
-    if opts.int8 not in ("ptq", "qat", "none"):
-        raise CldetError(f"--int8 must be ptq, qat or none (got {opts.int8!r}).")
+    if opts.int8 not in INT8_MODES:
+        raise CldetError(f"--int8 must be one of {', '.join(INT8_MODES)} (got {opts.int8!r}).")
     run = Path(run)
     lin = read_lineage(run)
     model, meta = load_checkpoint(run / CHECKPOINT)
@@ -130,7 +105,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
         for key, f in files.items():
             if key in ("engine", "fp32_nms"):
                 continue  # NMS layout and engines are scored on the board (cldet check)
-            res = evaluate(ort_predict(stage / f, opts.threads), ds, opts.split, names, imgsz, groups=groups,
+            res = evaluate(open_backend(stage / f, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
                            limit=opts.eval_limit, progress=opts.progress)
             metrics[key] = {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
             log.info("%s: %s", f, ", ".join(f"{g} {m.map50_95:.4f}" for g, m in res.groups.items()))

@@ -132,7 +132,7 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
     for c in convs:
         parametrize.register_parametrization(c, "weight", _weight_fq())
     head = student.model[-1]
-    reg_max, nc = int(getattr(head, "reg_max", 16)), int(head.nc)
+    reg_max = int(getattr(head, "reg_max", 16))
     params = [p for p in student.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = random.Random(cfg.seed)

@@ -20,13 +20,12 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import ArtifactError, CldetError
+from ..core.errors import ArtifactError, CldetError
+from .options import CALIB_METHODS, TARGETS
 
-__all__ = ["QuantConfig", "quantize_ptq", "decode_nodes", "qdq_report", "CALIB_METHODS", "TARGETS"]
+__all__ = ["QuantConfig", "quantize_ptq", "decode_nodes", "qdq_report"]
 
 log = logging.getLogger("cldet")
-CALIB_METHODS = ("minmax", "percentile", "entropy")
-TARGETS = ("cpu", "tensorrt")
 # CPU: every op ONNX Runtime has a fused INT8 kernel for (QLinearConv, QLinearAdd/Mul, QLinearSigmoid, MaxPool,
 # Resize, Concat); leaving the SiLU's Sigmoid/Mul in float would cost a DQ/Q pair around every activation.
 CPU_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Split", "Slice")

@@ -15,17 +15,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import ArtifactError, MissingRuntimeError
+from ..core.errors import ArtifactError, MissingRuntimeError
+from ..core.files import atomic_path
 
-__all__ = ["build_engine", "trtexec_command", "tensorrt_available"]
-
-
-def tensorrt_available() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
+__all__ = ["build_engine", "trtexec_command"]
 
 
 def _input_shape(onnx_path: Path) -> tuple[str, int]:
@@ -101,9 +94,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, fp16_fallback: 
         blob = builder.build_serialized_network(network, config)
         if blob is None:
             raise ArtifactError(f"TensorRT failed to build an engine from {onnx_path}; see {log_path}.")
-        tmp = engine_path.with_name(f".{engine_path.name}.tmp")
-        tmp.write_bytes(bytes(blob))
-        tmp.replace(engine_path)
+        with atomic_path(engine_path) as tmp:
+            tmp.write_bytes(bytes(blob))
         lines.append(f"built in {time.time() - t0:.1f} s, {engine_path.stat().st_size} bytes")
     finally:
         log_path.write_text("\n".join(lines) + "\n")

@@ -13,8 +13,8 @@ import pytest
 from cldet.calib.reader import (CalibrationSet, calibration_arrays, check_disjoint, from_folder, from_reservoir,
                                 merge)
 from cldet.calib.reservoir import read_reservoir, update_reservoir
-from cldet.data import read_labels
-from cldet.errors import DataError
+from cldet.core.data import read_labels
+from cldet.core.errors import DataError
 
 from .conftest import make_dataset
 

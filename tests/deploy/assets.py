@@ -49,7 +49,7 @@ class _Calib:
     """ORT CalibrationDataReader over letterboxed training images (never the evaluation images)."""
 
     def __init__(self, images: list[Path], size: int) -> None:
-        from cldet.deploy.processing import letterbox, load_image
+        from cldet.core.processing import letterbox, load_image
 
         self.batches = iter([{"images": letterbox(load_image(p), size)[0][None]} for p in images])
 
@@ -72,8 +72,9 @@ def quantize_int8(fp32: Path, int8: Path, calib_images: list[Path], size: int) -
 
 
 def write_manifest(a: Assets, metrics: dict[str, dict]) -> None:
-    from cldet.data import load_dataset
-    from cldet.detector.lineage import sha256_file
+    from cldet.core.data import load_dataset
+    from cldet.core.files import sha256_file
+    from cldet.core.processing import PAD_VALUE
 
     arts = {k: {"file": p.name, "sha256": sha256_file(p), "precision": "int8" if k == "int8" else "fp32",
                 "target": "cpu" if k == "int8" else None, "metrics": metrics[k]}
@@ -82,7 +83,7 @@ def write_manifest(a: Assets, metrics: dict[str, dict]) -> None:
         "format": "cldet-manifest/1", "created": "test", "cldet_version": "test",
         "run": {"path": str(a.checkpoint.parent), "model_sha256": sha256_file(a.checkpoint), "lineage_increments": 1},
         "input": {"name": "images", "shape": [1, 3, IMGSZ, IMGSZ], "imgsz": IMGSZ, "color": "RGB", "scale": 1 / 255,
-                  "letterbox": {"pad_value": 114, "center": True}},
+                  "letterbox": {"pad_value": PAD_VALUE, "center": True}},
         "output": {"name": "output0", "layout": "(B, 4+nc, A)"},
         "classes": CLASSES, "groups": GROUPS, "calibration": {"images": 32, "method": "minmax"},
         "eval": {"data": str(a.eval_yaml), "split": "val", "fingerprint": load_dataset(a.eval_yaml).fingerprint("val"),
@@ -93,8 +94,8 @@ def write_manifest(a: Assets, metrics: dict[str, dict]) -> None:
 
 
 def reference_metrics(artifact: Path, eval_yaml: Path) -> dict:
-    from cldet.data import load_dataset
-    from cldet.deploy.evaluate import evaluate
+    from cldet.core.data import load_dataset
+    from cldet.core.evaluate import evaluate
     from cldet.deploy.runtime import open_backend
 
     res = evaluate(open_backend(artifact, "cpu"), load_dataset(eval_yaml), "val", CLASSES, IMGSZ, groups=GROUPS,
@@ -112,14 +113,13 @@ def build(cache: Path) -> Assets:
     for old in root.parent.glob("v*"):  # earlier asset versions and a half-built one
         shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True)
-    from cldet.detector.api import train
-    from cldet.detector.config import TrainConfig
+    from cldet.api import train
     from cldet.detector.model import load_checkpoint
     from cldet.export.onnx_export import export_onnx
 
     epochs = 4 if train_yaml == SHARED_DATA else 20
-    train(train_yaml, root / "run", classes=CLASSES,
-          tcfg=TrainConfig(epochs=epochs, imgsz=IMGSZ, batch=16, workers=0, close_mosaic=0))
+    train(train_yaml, root / "run", classes=",".join(CLASSES), epochs=epochs, imgsz=IMGSZ, batch=16, workers=0,
+          close_mosaic=0)
     model, _ = load_checkpoint(a.checkpoint)
     try:  # the real `cldet export` (what the board receives), when the export stage is present
         from cldet.export.pipeline import ExportOptions, export_run
@@ -134,7 +134,7 @@ def build(cache: Path) -> Assets:
 
 
 def _standin_export(a: Assets, model, train_yaml: Path) -> None:
-    from cldet.data import load_dataset
+    from cldet.core.data import load_dataset
     from cldet.export.onnx_export import export_onnx
 
     a.fp32.parent.mkdir(parents=True)

@@ -43,8 +43,8 @@ def test_check_passes_and_writes_report(workdir, assets, tmp_path):
 
 def test_drift_in_one_group_of_several_exits_1(workdir, assets, tmp_path):
     """Two increments' groups: references as the host measured them, then the host claims 5 points more on one."""
-    from cldet.data import load_dataset
-    from cldet.deploy.evaluate import evaluate
+    from cldet.core.data import load_dataset
+    from cldet.core.evaluate import evaluate
     from cldet.deploy.runtime import open_backend
 
     res = evaluate(open_backend(workdir / "model.int8.onnx", "cpu", 1), load_dataset(assets.eval_yaml), "val",
@@ -113,7 +113,7 @@ def test_artifact_not_from_this_export(workdir, assets):
 
 
 def test_corrupt_onnx_listed_in_manifest(workdir, assets):
-    from cldet.detector.lineage import sha256_file
+    from cldet.core.files import sha256_file
 
     bad = workdir / "model.int8.onnx"
     bad.write_bytes(bad.read_bytes()[:4096])
@@ -145,9 +145,9 @@ def test_help_documents_exit_codes():
 def test_engine_reference_resolution(workdir):
     """Engines: listed (hash ok) or rebuilt on the device (hash differs) or absent -> the INT8 ONNX's references."""
     from cldet.deploy.check import verify_artifact
-    from cldet.detector.lineage import sha256_file
-    from cldet.errors import ArtifactError
-    from cldet.manifest import read_manifest
+    from cldet.core.files import sha256_file
+    from cldet.core.errors import ArtifactError
+    from cldet.core.manifest import read_manifest
 
     eng = workdir / "model.engine"
     eng.write_bytes(b"engine built on the host")

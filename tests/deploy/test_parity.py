@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cldet.deploy.processing import letterbox, load_image, postprocess
+from cldet.core.processing import letterbox, load_image, postprocess
 from cldet.deploy.runtime import open_backend
 
 from .assets import IMGSZ
@@ -39,7 +39,7 @@ def _ultralytics_predictions(checkpoint, images, tmp_path):
 
 
 def test_onnx_pipeline_matches_ultralytics_predict(assets, tmp_path):
-    from cldet.data import load_dataset
+    from cldet.core.data import load_dataset
 
     images = load_dataset(assets.train_yaml).images("val")[:8]
     theirs = _ultralytics_predictions(assets.checkpoint, images, tmp_path)

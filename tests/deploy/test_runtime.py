@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cldet.deploy.runtime import available_providers, open_backend
-from cldet.errors import ArtifactError, CldetError, MissingRuntimeError
+from cldet.core.errors import ArtifactError, CldetError, MissingRuntimeError
 
 from .assets import CLASSES, IMGSZ
 

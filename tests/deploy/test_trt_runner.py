@@ -12,7 +12,7 @@ import pytest
 
 from cldet.deploy import trt_runner
 from cldet.deploy.runtime import open_backend
-from cldet.errors import ArtifactError
+from cldet.core.errors import ArtifactError
 
 S, NC, A, MAXB = 32, 3, 21, 4
 

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cldet.cli import app
-from cldet.detector.lineage import read_lineage, sha256_file
+from cldet.core.files import sha256_file
+from cldet.detector.lineage import read_lineage
 
 pytestmark = pytest.mark.slow
 TINY = ["--epochs", "1", "--imgsz", "128", "--batch", "8", "--workers", "0"]

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from cldet.detector.lineage import Increment, Lineage, read_lineage, sha256_file
-from cldet.errors import RunError
+from cldet.core.files import sha256_file
+from cldet.detector.lineage import Increment, Lineage, read_lineage
+from cldet.core.errors import RunError
 
 
 def _run(tmp_path, classes=("a", "b"), steps=((["a"]), (["b"]))):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cldet.detector.model import build_model, load_backbone, load_checkpoint, save_checkpoint, widen_head
-from cldet.errors import RunError
+from cldet.core.errors import RunError
 from tests.conftest import ROOT
 
 WEIGHTS = ROOT / "weights" / "yolov5nu-coco-backbone-neck.pt"

@@ -13,8 +13,9 @@ IMGSZ = 64
 def tiny_run(tmp_path_factory, mini_yaml) -> Path:
     pytest.importorskip("torch")
     from cldet.calib.reservoir import update_reservoir
-    from cldet.data import load_dataset
-    from cldet.detector.lineage import Increment, Lineage, sha256_file
+    from cldet.core.data import load_dataset
+    from cldet.core.files import sha256_file
+    from cldet.detector.lineage import Increment, Lineage
     from cldet.detector.model import build_model, save_checkpoint
 
     import torch

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 
-from cldet.detector.lineage import sha256_file
-from cldet.errors import ArtifactError, DataError, RunError
-from cldet.manifest import read_manifest
+from cldet.core.files import sha256_file
+from cldet.core.errors import ArtifactError, DataError, RunError
+from cldet.core.manifest import read_manifest
 
 from .conftest import IMGSZ
 
@@ -26,12 +26,12 @@ def _consumers(proto):
 
 def test_fp32_matches_pytorch(exported, tiny_run):
     from cldet.detector.model import load_checkpoint, torch_predict
-    from cldet.export._ort import ort_predict
+    from cldet.deploy.runtime import open_backend
 
     model, _ = load_checkpoint(tiny_run / "model.pt")
     x = np.random.default_rng(0).random((2, 3, IMGSZ, IMGSZ), dtype=np.float32)
     ref = torch_predict(model)(x)
-    got = ort_predict(exported["out"] / "model.fp32.onnx")(x)
+    got = open_backend(exported["out"] / "model.fp32.onnx", "cpu")(x)
     assert got.shape == ref.shape == (2, 4 + 13, 3 * 0 + (8 * 8 + 4 * 4 + 2 * 2))
     np.testing.assert_allclose(got[:, :4], ref[:, :4], atol=2e-3)  # box pixels
     np.testing.assert_allclose(got[:, 4:], ref[:, 4:], atol=1e-4)  # probabilities
@@ -40,11 +40,11 @@ def test_fp32_matches_pytorch(exported, tiny_run):
 
 
 def test_fp16_and_nms_variants(exported):
-    from cldet.export._ort import ort_predict
+    from cldet.deploy.runtime import open_backend
 
     x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
-    f32 = ort_predict(exported["out"] / "model.fp32.onnx")(x)
-    f16 = ort_predict(exported["out"] / "model.fp16.onnx")(x)
+    f32 = open_backend(exported["out"] / "model.fp32.onnx", "cpu")(x)
+    f16 = open_backend(exported["out"] / "model.fp16.onnx", "cpu")(x)
     assert f16.dtype == np.float32 and np.abs(f16[:, 4:] - f32[:, 4:]).max() < 1e-2
     import onnxruntime as ort
 

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from cldet.errors import MissingRuntimeError
+from cldet.core.errors import MissingRuntimeError
 from cldet.export.tensorrt import build_engine, trtexec_command
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -40,7 +40,7 @@ def test_build_engine_from_qdq(exported, tmp_path):
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed here")
 def test_export_engine_without_tensorrt_keeps_onnx_and_manifest(tiny_run, tmp_path):
     from cldet.export.pipeline import ExportOptions, export_run
-    from cldet.manifest import read_manifest
+    from cldet.core.manifest import read_manifest
 
     out = tmp_path / "o"
     with pytest.raises(MissingRuntimeError, match="trtexec"):

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cldet.deploy.processing import letterbox, load_image, nms, postprocess
-from cldet.errors import DataError
+from cldet.core.processing import letterbox, load_image, nms, postprocess
+from cldet.core.errors import DataError
 
 
 def test_letterbox_shape_pad_and_inverse():
@@ -45,7 +45,7 @@ def test_load_image_errors(tmp_path, monkeypatch):
     cv2.imwrite(str(tmp_path / "deep.png"), np.zeros((8, 8, 3), np.uint16))
     with pytest.raises(DataError, match="deep.png is uint16"):
         load_image(tmp_path / "deep.png")
-    import cldet.deploy.processing as proc
+    import cldet.core.processing as proc
 
     monkeypatch.setattr(proc.cv2, "imread", lambda *a: np.zeros((8, 8, 2), np.uint8))  # e.g. a 2-channel TIFF
     with pytest.raises(DataError, match="2 channels"):

@@ -1,10 +1,7 @@
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from cldet.data import label_path_for, load_dataset, read_labels, resolve_classes
-from cldet.errors import DataError
+from cldet.core.data import label_path_for, load_dataset, read_labels, resolve_classes
+from cldet.core.errors import DataError
 from tests.conftest import write_dataset
 
 

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from cldet.metrics import ImageResult, coco_map, group_map, yolo_to_xyxy
+from cldet.core.metrics import ImageResult, coco_map, group_map, yolo_to_xyxy
 
 
 def _img(gt, dets):

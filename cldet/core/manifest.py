@@ -5,7 +5,7 @@ Torch-free. Layout (format "cldet-manifest/1"):
      "created": iso8601, "cldet_version": str,
      "run": {"path": str, "model_sha256": str, "lineage_increments": int},
      "input": {"name": "images", "shape": [1, 3, S, S], "imgsz": S, "color": "RGB", "scale": 1/255,
-               "letterbox": {"pad_value": 114, "center": true}},
+               "letterbox": {"pad_value": PAD_VALUE of cldet.core.processing, "center": true}},
      "output": {"name": "output0", "layout": "(B, 4+nc, A): cx, cy, w, h in input pixels, then class probabilities"},
      "classes": [names in head order],
      "groups": {"step0": [names], "step1": [names], ..., "all": [names]},
@@ -51,21 +51,19 @@ class Manifest:
     def artifacts(self) -> dict[str, dict]:
         return self.raw["artifacts"]
 
-    def artifact_for(self, file: str | Path) -> tuple[str, dict]:
-        """The manifest entry of an artifact file (matched by file name, then by sha256)."""
-        file = Path(file)
-        for key, a in self.artifacts.items():
-            if Path(a["file"]).name == file.name:
-                return key, a
-        from .detector.lineage import sha256_file
-
-        digest = sha256_file(file)
+    def find(self, artifact: Path, digest: str) -> str | None:
+        """Key of the entry describing `artifact`: the one with its sha256, else the one with its file name."""
         for key, a in self.artifacts.items():
             if a.get("sha256") == digest:
-                return key, a
-        raise ArtifactError(
-            f"{file} is not listed in {self.path} (artifacts: {', '.join(a['file'] for a in self.artifacts.values())})."
-        )
+                return key
+        for key, a in self.artifacts.items():
+            if Path(a["file"]).name == Path(artifact).name:
+                return key
+        return None
+
+    def file_of(self, key: str) -> Path:
+        """Where an artifact listed under `key` lies (its file is named relative to the manifest's folder)."""
+        return self.path.parent / self.artifacts[key]["file"]
 
 
 def read_manifest(path: str | Path) -> Manifest:

@@ -21,9 +21,9 @@ def test_quick_protocol_writes_issue_schema(tmp_path):
     proto = tmp_path / "p.yaml"
     proto.write_text("name: tiny\ndataset: chess13\nsteps: [[white-king, white-queen], [black-king], [black-queen]]\n"
                      "methods: [finetune, ours, replay]\nreplay_images: 4\n")
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cl_protocols.py"), "--protocol", str(proto), "--quick",
+    r = subprocess.run([sys.executable, "-m", "benchmarks.cl_protocols", "--protocol", str(proto), "--quick",
                         "--work", str(tmp_path / "work"), "--results", str(tmp_path / "res"), "--data-root", str(SHARED / "data")],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     js = json.loads((tmp_path / "res" / "cl-chess13-tiny-quick.json").read_text())
     assert js["dataset"] == "chess13" and js["protocol"] == "tiny" and js["steps"] == 3

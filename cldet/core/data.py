@@ -24,6 +24,8 @@ __all__ = [
     "label_path_for",
     "read_labels",
     "resolve_classes",
+    "class_map",
+    "require_classes",
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -190,3 +192,18 @@ def resolve_classes(requested: str | list[str], names: list[str], what: str = "c
             raise DataError(f"{what} {names[idx]!r} is given twice.")
         ids.append(idx)
     return ids
+
+
+def class_map(model_names: list[str], data_names: list[str]) -> np.ndarray:
+    """Dataset class id -> model class id, matched by name (-1 where the model has no class of that name)."""
+    return np.array([model_names.index(n) if n in model_names else -1 for n in data_names], np.int64)
+
+
+def require_classes(model_names: list[str], data: Dataset, source: str = "the model") -> None:
+    """Scoring a model on data that lacks some of its classes is an error, not a silent zero."""
+    missing = [n for n in model_names if n not in data.names]
+    if missing:
+        raise DataError(
+            f"{data.yaml_path}: its class names lack {missing} of the classes of {source} ({model_names}); "
+            f"its names are {data.names}. Evaluate with a dataset yaml whose 'names' include every class of the model."
+        )

@@ -3,7 +3,7 @@
 One implementation, numpy + OpenCV only, so the board runs exactly what the host measured.
 
 Model I/O contract (what `cldet export` emits and every backend returns):
-  input  `images`  float32 (B, 3, S, S), RGB, values in [0, 1], letterboxed to S x S with gray (114) padding,
+  input  `images`  float32 (B, 3, S, S), RGB, values in [0, 1], letterboxed to S x S with gray (PAD_VALUE) padding,
                    the resized image centred (Ultralytics' LetterBox, auto=False).
   output `output0` float32 (B, 4 + nc, A): per anchor, box centre x, centre y, width, height in input pixels,
                    then nc class probabilities (sigmoid already applied). A = sum of (S/stride)^2 over P3-P5.
@@ -37,7 +37,7 @@ def load_image(path) -> np.ndarray:
     with cv2.IMREAD_COLOR, so that is what the model learned from). Formats the trainer cannot have seen
     (2 or more than 4 channels, more than 8 bits) are clear errors naming the file.
     """
-    from ..errors import DataError
+    from .errors import DataError
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:

@@ -13,24 +13,29 @@ A protocol is a small YAML file (see benchmarks/protocols/):
 Every method starts from the same base model (trained once per seed); the joint upper bound trains on
 all classes with all labels for the same total number of epochs. The new data of an increment is
 labeled for its new classes only (old-class labels present in the dataset are ignored).
+
+`cldet demo` and the studies in benchmarks/ run protocols through this module; their tables and plots are
+their own. A run directory under the work folder is reused once it has its lineage.json, so an interrupted
+study continues where it stopped (`reuse`); `summarise` writes the results JSON that both read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from ..errors import DataError
-from .config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
-from .lineage import read_lineage, write_json_atomic
+from .core.errors import DataError
+from .core.files import write_json_atomic
+from .detector.config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
+from .detector.jobs import LearnJob, TrainJob
+from .detector.lineage import LINEAGE, read_lineage
 
-__all__ = ["Protocol", "load_protocol", "run_protocol", "summarise"]
+__all__ = ["Protocol", "load_protocol", "run_protocol", "summarise", "reuse", "ALIASES"]
 
 log = logging.getLogger("cldet")
 ALIASES = {"ours": DEFAULT_METHOD}
@@ -74,6 +79,19 @@ def load_protocol(path: Path, data_root: Path) -> Protocol:
     )
 
 
+def reuse(run: Path, make) -> Path:
+    """Call `make()` to produce the run directory `run` unless it is finished (has its lineage.json); a folder left
+    by an interrupted step is removed first, so the step starts again from scratch."""
+    if not (run / LINEAGE).exists():
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        make()
+    return run
+
+
 def _metrics(run: Path) -> tuple[dict, float]:
     """Final metrics and training seconds (the per-epoch evaluation of the learning curve excluded)."""
     lin = read_lineage(run)
@@ -90,8 +108,8 @@ def _joint_metrics(joint: Path, p: Protocol) -> dict:
     cache = joint / f"protocol-{p.name}-eval.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    from .api import evaluate_model
-    from .model import load_checkpoint
+    from .detector.model import load_checkpoint
+    from .detector.runs import evaluate_model
 
     groups = {f"step{k}": list(c) for k, c in enumerate(p.steps)}
     groups.update(old=[c for s in p.steps[:-1] for c in s], new=list(p.steps[-1]), all=[c for s in p.steps for c in s])
@@ -104,7 +122,7 @@ def _joint_metrics(joint: Path, p: Protocol) -> dict:
 def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | None = None, train_over: dict | None = None,
                  joint: bool = True, curves: bool = True) -> dict:
     """Run base, joint (unless joint=False) and every method of a protocol for one seed; finished steps are reused."""
-    from .api import learn, train
+    from .detector.runs import learn, train
 
     tcfg = TrainConfig(**{**p.train, **(train_over or {}), "seed": seed})
     root = work / f"seed{seed}"
@@ -112,24 +130,21 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     res: dict = {"seed": seed, "train": tcfg.as_dict(), "methods": {}}
 
     def once(run: Path, fn) -> tuple[dict, float]:
-        if not (run / "lineage.json").exists():
-            if run.exists():
-                import shutil
-
-                shutil.rmtree(run)  # an interrupted benchmark step: start it again
-            fn()
+        reuse(run, fn)
         return _metrics(run)
+
+    def base_job(out: Path, classes: list[str]) -> TrainJob:
+        return TrainJob(data=p.dataset, out=out, classes=",".join(classes), eval_data=p.dataset, curves=curves)
 
     base = root / "base"
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.base_epochs or tcfg.epochs})
-    m, s = once(base, lambda: train(p.dataset, base, classes=p.steps[0], tcfg=bcfg, eval_yaml=p.dataset, curves=curves))
+    m, s = once(base, lambda: train(base_job(base, p.steps[0]), bcfg))
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     all_classes = [c for step in p.steps for c in step]
     jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
-        _, s = once(jrun, lambda: train(p.dataset, jrun, classes=all_classes, tcfg=jcfg, eval_yaml=p.dataset,
-                                        curves=curves))
+        _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))
         res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
     for method in methods or p.methods:
         real = ALIASES.get(method, method)
@@ -137,9 +152,9 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
         prev, steps = base, []
         for k, classes in enumerate(p.steps[1:], 1):
             run = root / method / f"step{k}"
-            run.parent.mkdir(parents=True, exist_ok=True)
-            m, s = once(run, lambda: learn(prev, p.dataset, classes, run, dcfg=dcfg, tcfg=tcfg,
-                                           eval_yaml=p.dataset, old_labels=False, curves=curves))
+            job = LearnJob(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run, old_labels=False,
+                           eval_data=p.dataset, curves=curves)
+            m, s = once(run, lambda: learn(job, dcfg, tcfg))
             steps.append({"metrics": m, "seconds": s, "curve": _curve(run)})
             prev = run
         res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
@@ -207,71 +222,3 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
         out["cost"] = {"ours_vs_finetune_time": t_ours / t_ft if t_ft else None,
                        "ours_increment_vs_joint_retrain": (t_ours / len(ours["seconds_per_step"])) / t_joint if t_joint else None}
     return out
-
-
-def write_outputs(summary: dict, results_dir: Path, quick: bool = False) -> dict[str, Path]:
-    """JSON, a markdown table and a PNG of mAP per class group across steps."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"cl-{summary['dataset']}-{summary['protocol']}" + ("-quick" if quick else "")
-    paths = {"json": results_dir / f"{stem}.json", "md": results_dir / f"{stem}.md", "png": results_dir / f"{stem}.png"}
-    write_json_atomic(paths["json"], summary)
-    paths["md"].write_text(markdown_table(summary))
-    plot_steps(summary, paths["png"])
-    return paths
-
-
-def markdown_table(s: dict) -> str:
-    t = s["train"]
-    lines = [f"### {s['dataset']} / {s['protocol']} ({s['steps']} steps; {t['epochs']} epochs per step, {t['imgsz']} px, "
-             f"fraction {t['fraction']}, seeds {s['seeds']})", "",
-             "| method | exemplar-free | old mAP50-95 | new mAP50-95 | all mAP50-95 | all mAP50 | ratio to joint | forgetting old (pts) | s / step |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, m in s["methods"].items():
-        f = m["final"]
-        def v(g, k="map50_95"):
-            return f"{f[g][k]:.3f}" if g in f else "-"
-        fo = m["forgetting"].get("old")
-        lines.append(f"| {name} | {'yes' if s['exemplar_free'].get(name) else ('n/a' if name == 'joint' else 'no')} | {v('old')} | {v('new')} | "
-                     f"{v('all')} | {v('all', 'map50')} | {'-' if m['ratio_to_joint'] is None else format(m['ratio_to_joint'], '.3f')} | {'' if fo is None else f'{100 * fo:.1f}'} | "
-                     f"{np.mean(m['seconds_per_step']):.0f} |")
-    b = s["base"]["metrics"]["step0"]
-    lines += ["", f"Base model (step 0 classes): mAP50-95 {b['map50_95']:.3f}, mAP50 {b['map50']:.3f}."]
-    if "cost" in s:
-        c = s["cost"]
-        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
-        lines.append(f"Cost: ours / finetune time per increment {fmt(c['ours_vs_finetune_time'])}; "
-                     f"one increment of ours / joint retraining {fmt(c['ours_increment_vs_joint_retrain'])}.")
-    return "\n".join(lines) + "\n"
-
-
-def plot_steps(s: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = [f"step{k}" for k in range(s["steps"])] + ["all"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.2), sharey=True)
-    for ax, g in zip(np.atleast_1d(axes), groups):
-        for name, m in s["methods"].items():
-            if name == "joint":
-                jv = m["per_step"][0].get(g, m["final"].get(g, {})).get("map50_95") if m.get("per_step") else None
-                if jv is not None:
-                    ax.axhline(jv, color="k", ls="--", lw=1, label="joint")
-                continue
-            base = s["base"]["metrics"]
-            xs = list(range(len(m["per_step"]) + 1))
-            ys = [base.get(g, {}).get("map50_95", np.nan) if g != "all" else base["all"]["map50_95"]]
-            ys += [ps.get(g, {}).get("map50_95", np.nan) for ps in m["per_step"]]
-            ax.plot(xs, ys, marker="o", label=name)
-        ax.set_xticks(range(s["steps"]))
-        ax.set_xlim(-0.3, s["steps"] - 0.7)
-        ax.set_title(f"{g} classes" if g != "all" else "all classes")
-        ax.set_xlabel("after step")
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("mAP50-95")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
-    fig.suptitle(f"{s['dataset']} / {s['protocol']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -12,12 +12,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from ..data import Dataset, label_path_for, read_labels
-from ..errors import DataError
-from ..metrics import ClassAP, GroupMetrics, ImageResult, coco_map, group_map
+from .data import Dataset, class_map, label_path_for, read_labels, require_classes
+from .errors import DataError
+from .metrics import ClassAP, GroupMetrics, ImageResult, coco_map, group_map
 from .processing import letterbox, load_image, postprocess
 
-__all__ = ["EvalResult", "evaluate", "class_map"]
+__all__ = ["EvalResult", "evaluate"]
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -38,21 +38,6 @@ class EvalResult:
         }
 
 
-def class_map(model_names: list[str], data_names: list[str], strict: bool = True) -> np.ndarray:
-    """Dataset id -> model id (-1 where the model lacks that class).
-
-    With strict, every model class must exist in the dataset: evaluating a model on data whose class
-    names do not match is an error, not a silent zero.
-    """
-    missing = [n for n in model_names if n not in data_names]
-    if strict and missing:
-        raise DataError(
-            f"the evaluation data lacks the model's classes {missing}; its names are {data_names}. "
-            "Use a dataset yaml whose 'names' include every class of the model."
-        )
-    return np.array([model_names.index(n) if n in model_names else -1 for n in data_names], np.int64)
-
-
 def evaluate(
     predict: Predict,
     data: Dataset,
@@ -67,6 +52,7 @@ def evaluate(
     limit: int | None = None,
 ) -> EvalResult:
     """Score `predict` on `split` of `data`; ground-truth classes the model does not know are left out."""
+    require_classes(model_names, data)
     cmap = class_map(model_names, data.names)
     images = data.images(split)[:limit]
     results: list[ImageResult] = []

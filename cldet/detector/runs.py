@@ -1,4 +1,4 @@
-"""Python API behind `cldet train`, `cldet learn` and `cldet eval`.
+"""The detector stage behind cldet.api.train / learn / evaluate (and `cldet train`, `learn`, `eval`).
 
 A run directory is created exclusively, filled, and only then given its `lineage.json`: a run without a
 lineage is unfinished and cannot be learned from. `learn` reads the parent run and never writes into it.
@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_dataset, resolve_classes
-from ..errors import RunError
+from ..core.data import load_dataset, resolve_classes
+from ..core.errors import RunError
 from .config import DistillConfig, TrainConfig
-from .lineage import CHECKPOINT, Increment, Lineage, read_lineage, sha256_file, write_json_atomic
+from .jobs import EvalJob, LearnJob, TrainJob
+from ..core.files import sha256_file, write_json_atomic
+from .lineage import CHECKPOINT, Increment, Lineage, read_lineage
 
 __all__ = ["train", "learn", "evaluate_run", "DEFAULT_INIT"]
 
@@ -149,7 +151,7 @@ def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
 
 def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val",
                    progress: bool = True, device="cpu") -> dict:
-    from ..deploy.evaluate import evaluate
+    from ..core.evaluate import evaluate
     from .model import torch_predict
 
     data = load_dataset(data_yaml)
@@ -165,22 +167,19 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(
-    data_yaml: Path, out: Path, classes: str | list[str] | None = None, init: Path | None = DEFAULT_INIT,
-    arch: str = "yolov5nu.yaml", tcfg: TrainConfig | None = None, eval_yaml: Path | None = None,
-    resume: bool = False, curves: bool = False,
-) -> Lineage:
-    """Base model on `classes` of the dataset (default: all), from COCO backbone+neck weights when `init`."""
+def train(job: TrainJob, tcfg: TrainConfig) -> Lineage:
+    """Base model on `job.classes` of the dataset (default: all), from COCO backbone+neck weights unless no_init."""
     from .model import build_model, load_backbone
     from .staging import stage_dataset
     from .trainer import save_trainer_init
 
-    tcfg = tcfg or TrainConfig()
+    data_yaml, classes, arch, resume = Path(job.data), job.classes, job.arch, job.resume
+    init = None if job.no_init else (job.init or DEFAULT_INIT)
     data = load_dataset(data_yaml)
     ids = resolve_classes(classes, data.names) if classes else list(range(data.nc))
     names = [data.names[i] for i in ids]
     data.images("train"), data.images("val")  # fail early on missing folders
-    out = Path(out)
+    out = Path(job.out)
     resuming = _prepare_out(out, resume)
     started = time.time()
     _seed(tcfg.seed)
@@ -198,18 +197,14 @@ def train(
             load_backbone(model, init)
         save_trainer_init(init_pt, model, None)
         inc.data["staged"] = staged.summary()
-    ev = Path(eval_yaml or data_yaml)
-    curve = _curve_callback(out, ev, names, tcfg.imgsz, {"step0": names, "all": names}) if curves else None
+    ev = Path(job.eval_data or data_yaml)
+    curve = _curve_callback(out, ev, names, tcfg.imgsz, {"step0": names, "all": names}) if job.curves else None
     last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
     return _finish(out, last, names, tcfg.imgsz, inc, None, arch, ev, started)
 
 
-def learn(
-    from_run: Path, data_yaml: Path, new_classes: str | list[str], out: Path, dcfg: DistillConfig | None = None,
-    tcfg: TrainConfig | None = None, eval_yaml: Path | None = None, resume: bool = False,
-    old_labels: bool = True, curves: bool = False,
-) -> Lineage:
-    """Add `new_classes` to the model of `from_run`, training on `data_yaml` only (no old data).
+def learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> Lineage:
+    """Add `job.new_classes` to the model of `job.from_run`, training on `job.data` only (no old data).
 
     With `old_labels`, labels the new data happens to carry for already-known classes are used too;
     benchmarks switch this off so that the new data is labeled for the new classes only.
@@ -218,14 +213,14 @@ def learn(
     from .staging import stage_dataset
     from .trainer import save_trainer_init
 
-    dcfg, tcfg = dcfg or DistillConfig(), tcfg or TrainConfig()
     terms = dcfg.terms()
-    from_run, out = Path(from_run), Path(out)
+    from_run, out, data_yaml, resume, old_labels = Path(job.from_run), Path(job.out), Path(job.data), job.resume, \
+        job.old_labels
     parent = read_lineage(from_run)  # verifies the checkpoint's sha256
     if out.resolve() == from_run.resolve() or from_run.resolve() in out.resolve().parents:
         raise RunError(f"--out {out} is inside the previous run {from_run}; learn never writes into it.")
     data = load_dataset(data_yaml)
-    ids = resolve_classes(new_classes, data.names, what="new class")
+    ids = resolve_classes(job.new_classes, data.names, what="new class")
     new = [data.names[i] for i in ids]
     known = [n for n in new if n in parent.classes]
     if known:
@@ -260,16 +255,16 @@ def learn(
         inc.hyper["head"] = {"copied": report["copied"], "widened": report["widened"]}
         cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
         save_trainer_init(init_pt, model, cl_config if any(terms.values()) else None)
-    ev = Path(eval_yaml or data_yaml)
+    ev = Path(job.eval_data or data_yaml)
     groups = _groups(Lineage(arch=parent.arch, imgsz=tcfg.imgsz, classes=names, increments=[*parent.increments, inc]))
-    curve = _curve_callback(out, ev, names, tcfg.imgsz, groups) if curves else None
+    curve = _curve_callback(out, ev, names, tcfg.imgsz, groups) if job.curves else None
     last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
     return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, ev, started)
 
 
 def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
     """Method 'replay': copy up to n images (with labels) of earlier increments into this run (stores old data)."""
-    from ..data import read_labels
+    from ..core.data import read_labels
 
     src = from_run / "data" / "train"
     pool = sorted((src / "images").glob("*"))
@@ -288,10 +283,11 @@ def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
     return extra
 
 
-def evaluate_run(run: Path, data_yaml: Path, split: str = "val", joint: Path | None = None) -> dict:
+def evaluate_run(job: EvalJob) -> dict:
     """mAP per class group of every increment; forgetting = drop since each group was learned."""
     from .model import load_checkpoint
 
+    run, data_yaml, split, joint = Path(job.run), Path(job.data), job.split, job.joint
     lin = read_lineage(run)
     model, meta = load_checkpoint(Path(run) / CHECKPOINT)
     now = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split)

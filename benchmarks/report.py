@@ -1,0 +1,83 @@
+"""Tables and plots of class-incremental protocol results (the JSON that cldet.protocol.summarise writes).
+
+The README's result tables are these markdown files; `update_readme` copies them in. Only what is in the
+results JSON is read here, so JSON written by earlier versions of the harness renders the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cldet.core.files import write_json_atomic
+
+__all__ = ["write_outputs", "markdown_table", "plot_steps"]
+
+
+def write_outputs(summary: dict, results_dir: Path, quick: bool = False) -> dict[str, Path]:
+    """JSON, a markdown table and a PNG of mAP per class group across steps."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"cl-{summary['dataset']}-{summary['protocol']}" + ("-quick" if quick else "")
+    paths = {"json": results_dir / f"{stem}.json", "md": results_dir / f"{stem}.md", "png": results_dir / f"{stem}.png"}
+    write_json_atomic(paths["json"], summary)
+    paths["md"].write_text(markdown_table(summary))
+    plot_steps(summary, paths["png"])
+    return paths
+
+
+def markdown_table(s: dict) -> str:
+    t = s["train"]
+    lines = [f"### {s['dataset']} / {s['protocol']} ({s['steps']} steps; {t['epochs']} epochs per step, {t['imgsz']} px, "
+             f"fraction {t['fraction']}, seeds {s['seeds']})", "",
+             "| method | exemplar-free | old mAP50-95 | new mAP50-95 | all mAP50-95 | all mAP50 | ratio to joint | forgetting old (pts) | s / step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in s["methods"].items():
+        f = m["final"]
+        def v(g, k="map50_95"):
+            return f"{f[g][k]:.3f}" if g in f else "-"
+        fo = m["forgetting"].get("old")
+        lines.append(f"| {name} | {'yes' if s['exemplar_free'].get(name) else ('n/a' if name == 'joint' else 'no')} | {v('old')} | {v('new')} | "
+                     f"{v('all')} | {v('all', 'map50')} | {'-' if m['ratio_to_joint'] is None else format(m['ratio_to_joint'], '.3f')} | {'' if fo is None else f'{100 * fo:.1f}'} | "
+                     f"{np.mean(m['seconds_per_step']):.0f} |")
+    b = s["base"]["metrics"]["step0"]
+    lines += ["", f"Base model (step 0 classes): mAP50-95 {b['map50_95']:.3f}, mAP50 {b['map50']:.3f}."]
+    if "cost" in s:
+        c = s["cost"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        lines.append(f"Cost: ours / finetune time per increment {fmt(c['ours_vs_finetune_time'])}; "
+                     f"one increment of ours / joint retraining {fmt(c['ours_increment_vs_joint_retrain'])}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_steps(s: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [f"step{k}" for k in range(s["steps"])] + ["all"]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.2), sharey=True)
+    for ax, g in zip(np.atleast_1d(axes), groups):
+        for name, m in s["methods"].items():
+            if name == "joint":
+                jv = m["per_step"][0].get(g, m["final"].get(g, {})).get("map50_95") if m.get("per_step") else None
+                if jv is not None:
+                    ax.axhline(jv, color="k", ls="--", lw=1, label="joint")
+                continue
+            base = s["base"]["metrics"]
+            xs = list(range(len(m["per_step"]) + 1))
+            ys = [base.get(g, {}).get("map50_95", np.nan) if g != "all" else base["all"]["map50_95"]]
+            ys += [ps.get(g, {}).get("map50_95", np.nan) for ps in m["per_step"]]
+            ax.plot(xs, ys, marker="o", label=name)
+        ax.set_xticks(range(s["steps"]))
+        ax.set_xlim(-0.3, s["steps"] - 0.7)
+        ax.set_title(f"{g} classes" if g != "all" else "all classes")
+        ax.set_xlabel("after step")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("mAP50-95")
+    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    fig.suptitle(f"{s['dataset']} / {s['protocol']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,65 @@
+"""Options of `cldet check` and `cldet bench` (and cldet.api.check / bench), declared once.
+
+cldet.core.options builds the CLI flags and the API keywords from these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.options import option
+
+__all__ = ["RuntimeOptions", "CheckOptions", "BenchOptions", "DEFAULT_TOLERANCE"]
+
+DEFAULT_TOLERANCE = 1.0  # mAP50-95 points; PTQ INT8 vs FP32 noise on chess13 is well under this
+
+
+@dataclass(kw_only=True)
+class RuntimeOptions:
+    """How an artifact is run (shared by check and bench)."""
+
+    provider: str = field(default="auto", metadata=option(
+        "ONNX Runtime execution provider: auto (best installed), cpu, cuda or tensorrt. Engines (.engine/.plan) "
+        "always run on TensorRT", choices=("auto", "cpu", "cuda", "tensorrt")))
+    threads: int | None = field(default=None, metadata=option(
+        "CPU threads for ONNX Runtime (default: the runtime's choice)", min=1))
+    progress: bool = field(default=True, metadata=option("progress bars", flag="--progress/--quiet"))
+
+
+@dataclass(kw_only=True)
+class CheckOptions(RuntimeOptions):
+    """The drift gate: an artifact on this device against the host references in its manifest."""
+
+    artifact: Path = field(metadata=option("model.int8.onnx, model.fp32.onnx or a TensorRT .engine/.plan"))
+    manifest: Path = field(metadata=option("manifest.json written by `cldet export` with this artifact"))
+    data: Path = field(metadata=option(
+        "evaluation dataset yaml (YOLO format); its names must include the model's classes"))
+    split: str = field(default="val", metadata=option("split of --data to evaluate"))
+    tolerance: float = field(default=DEFAULT_TOLERANCE, metadata=option(
+        "allowed |reference - measured| mAP50-95 per class group", unit="mAP50-95 points", min=0))
+    reference: str | None = field(default=None, metadata=option(
+        "manifest artifact key whose host metrics to compare with (default: the artifact's own entry; for a "
+        "device-built engine, the INT8 ONNX)"))
+    batch: int = field(default=8, metadata=option("images per inference call", unit="images", min=1))
+    limit: int | None = field(default=None, metadata=option(
+        "evaluate only the first N images (smoke test; drift then means little)", unit="images", min=1))
+    report: Path | None = field(default=None, metadata=option(
+        "JSON report path (default: check-<artifact>.json in the current folder)", api=False))
+
+
+@dataclass(kw_only=True)
+class BenchOptions(RuntimeOptions):
+    """Latency of one artifact, or two alternated."""
+
+    artifact: Path = field(metadata=option("artifact to time (.onnx or TensorRT .engine/.plan)"))
+    vs: Path | None = field(default=None, metadata=option(
+        "second artifact, alternated with the first in the same run; the ratio artifact/vs is reported"))
+    iters: int = field(default=100, metadata=option("timed iterations per batch size", min=1))
+    warmup: int = field(default=10, metadata=option("untimed iterations first (allocation, kernel selection)",
+                                                    min=0))
+    batch: tuple[int, ...] = field(default=(1, 4, 8), metadata=option("batch sizes", sep=",", min=1))
+    data: Path | None = field(default=None, metadata=option(
+        "dataset yaml: end-to-end timing on its images (default: synthetic 640x480)"))
+    split: str = field(default="val", metadata=option("split of --data"))
+    out: Path = field(default=Path("bench-out"), metadata=option("folder for bench.json and bench.png", api=False))

@@ -1,0 +1,63 @@
+"""What `train`, `learn` and `eval` read and write (data, run directories), as opposed to how they train.
+
+Declared once here, with TrainConfig and DistillConfig (cldet.detector.config): the CLI flags and the keywords
+of cldet.api are generated from these fields (cldet.core.options).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.options import option
+
+__all__ = ["TrainJob", "LearnJob", "EvalJob"]
+
+
+@dataclass
+class TrainJob:
+    """A base model (increment 0) on the first classes of a dataset."""
+
+    data: Path = field(metadata=option("dataset yaml (YOLO format) with train and val splits"))
+    out: Path = field(metadata=option("new run directory (refused if it exists, unless --resume)"))
+    classes: str | None = field(default=None, metadata=option(
+        "comma list of class names or ids to learn (default: all)"))
+    init: Path | None = field(default=None, metadata=option(
+        "tensors-only backbone+neck weights (default: the bundled COCO yolov5nu weights)"))
+    no_init: bool = field(default=False, metadata=option("start from random weights"))
+    arch: str = field(default="yolov5nu.yaml", metadata=option("Ultralytics architecture yaml"))
+    eval_data: Path | None = field(default=None, metadata=option(
+        "dataset yaml to score the result on (default: --data)"))
+    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
+    curves: bool = field(default=False, metadata=option(
+        "score the model per class group after every epoch (RUN/curves.json; slower)"))
+
+
+@dataclass
+class LearnJob:
+    """One increment: new classes from new data, the previous run as the frozen teacher."""
+
+    from_run: Path = field(metadata=option("previous run directory (its model becomes the frozen teacher)",
+                                           flag="--from"))
+    data: Path = field(metadata=option("dataset yaml of the NEW data (labeled for the new classes)"))
+    new_classes: str = field(metadata=option("comma list of class names (or ids) in --data to add"))
+    out: Path = field(metadata=option("new run directory; the previous run is never written to"))
+    old_labels: bool = field(default=True, metadata=option(
+        "use labels of already-known classes present in the new data"))
+    eval_data: Path | None = field(default=None, metadata=option(
+        "dataset yaml with ALL classes labeled, to score old and new classes (default: --data)"))
+    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
+    curves: bool = field(default=False, metadata=option(
+        "score the model per class group after every epoch (RUN/curves.json; slower)"))
+
+
+@dataclass
+class EvalJob:
+    """Score a run per class group and increment; forgetting over its lineage."""
+
+    run: Path = field(metadata=option("run directory"))
+    data: Path = field(metadata=option("dataset yaml with the classes to score labeled"))
+    split: str = field(default="val", metadata=option("split to evaluate"))
+    joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
+    out: Path | None = field(default=None, metadata=option(
+        "JSON report path (default RUN/eval-<split>.json; never overwritten)", api=False))

@@ -1,0 +1,57 @@
+"""Options of `cldet export` / cldet.api.export, declared once (cldet.core.options builds the CLI and the API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.options import option
+
+__all__ = ["ExportJob", "ExportOptions", "CALIB_METHODS", "TARGETS", "INT8_MODES"]
+
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+TARGETS = ("cpu", "tensorrt")
+INT8_MODES = ("ptq", "qat", "none")
+
+
+@dataclass
+class ExportJob:
+    run: Path = field(metadata=option("run directory (model.pt + lineage.json) to export"))
+
+
+@dataclass
+class ExportOptions:
+    """How a run is exported; every field is an option of `cldet export` and a keyword of cldet.api.export."""
+
+    out: Path | None = field(default=None, metadata=option("output folder (default RUN/export)"))
+    int8: str = field(default="ptq", metadata=option("INT8 by post-training calibration, QAT, or no INT8 artifact",
+                                                     choices=INT8_MODES))
+    # cpu: U8 activations / S8 weights (x86 VNNI); tensorrt: symmetric S8, explicit quantization
+    target: str = field(default="cpu", metadata=option(
+        "runtime the INT8 graph is laid out for: cpu (U8 act / S8 weights, x86 VNNI) or tensorrt (S8 symmetric)",
+        choices=TARGETS))
+    # default chosen by measured drift (docs/export.md)
+    calib_method: str = field(default="percentile", metadata=option("activation range calibration",
+                                                                    choices=CALIB_METHODS))
+    percentile: float = field(default=99.999, metadata=option("percentile for --calib-method percentile", unit="%"))
+    keep_float: tuple[str, ...] = field(default=(), metadata=option(
+        "regex of ONNX node names to keep float (repeatable), e.g. '^/model\\.0/'"))
+    calib: Path | None = field(default=None, metadata=option(
+        "extra folder of calibration images (TRAIN images; YOLO labels beside them in model class ids are optional)"))
+    calib_images: int = field(default=128, metadata=option("cap on calibration images", unit="images", min=1))
+    engine: bool = field(default=False, metadata=option("also build a TensorRT engine (needs tensorrt; on the board)"))
+    fp16: bool = field(default=False, metadata=option("also write an FP16 ONNX"))
+    nms: bool = field(default=False, metadata=option("also write an FP32 ONNX with in-graph NMS (batch 1)"))
+    data: Path | None = field(default=None, metadata=option(
+        "evaluation dataset yaml (default: the last increment's)"))
+    split: str = field(default="val", metadata=option("evaluation split of --data"))
+    force: bool = field(default=False, metadata=option("overwrite existing artifacts in --out"))
+    qat_epochs: int = field(default=3, metadata=option("QAT fine-tuning epochs", unit="epochs", min=1))
+    qat_images: int = field(default=256, metadata=option(
+        "QAT images: calibration set + last increment's TRAIN sample, up to this many", unit="images", min=1))
+    eval_limit: int | None = field(default=None, metadata=option(
+        "score on the first N evaluation images only (quick checks)", unit="images", min=1))
+    threads: int | None = field(default=None, metadata=option(
+        "ONNX Runtime threads for host evaluation (default: the runtime's choice)", min=1))
+    progress: bool = field(default=True, metadata=option("progress bars", flag="--progress/--quiet"))
+    workspace_gb: float = field(default=2.0, metadata=option("TensorRT builder workspace", unit="GiB"))
