@@ -137,11 +137,13 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
         return TrainJob(data=p.dataset, out=out, classes=",".join(classes), eval_data=p.dataset, curves=curves)
 
     base = root / "base"
-    bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.base_epochs or tcfg.epochs})
+    # an explicit epochs override (--epochs, --quick) applies to every run of the protocol
+    forced = (train_over or {}).get("epochs")
+    bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
     m, s = once(base, lambda: train(base_job(base, p.steps[0]), bcfg))
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     all_classes = [c for step in p.steps for c in step]
-    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": p.joint_epochs or tcfg.epochs * len(p.steps)})
+    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
         _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))

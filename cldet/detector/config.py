@@ -72,8 +72,21 @@ class DistillConfig:
     feature_weight: float = field(default=1.0, metadata=option("weight of the neck-feature distillation term"))
     feature_mode: str = field(default="mse", metadata=option(
         "'mse' (relative L2) or 'channel' (channel-wise KL)", choices=("mse", "channel")))
+    # Where the neck is held: 'teacher' weights each position by the teacher's old-class confidence there
+    # (old objects keep their features, background and new objects are free to change); 'all' holds it
+    # everywhere alike, which also holds it still where new objects need new features.
+    feature_focus: str = field(default="teacher", metadata=option(
+        "where neck features are held: 'teacher' (weighted by the teacher's old-class confidence) or 'all'",
+        choices=("teacher", "all")))
     response_weight: float = field(default=1.0, metadata=option(
         "weight of the old-class score distillation term, times the task's cls gain"))
+    # With the response term: the task loss' old-class targets are max(assigned, teacher probability), so
+    # old objects that no pseudo label claims are not trained as background against the teacher.
+    soft_targets: bool = field(default=True, metadata=option(
+        "old-class targets of the task loss = max(assigned, teacher probability) instead of hard background"))
+    box_weight: float = field(default=0.0, metadata=option(
+        "weight (times the task's dfl gain) of box-distribution distillation where the teacher sees old objects",
+        min=0))
     replay_images: int = field(default=0, metadata=option(
         "method 'replay' only: old images to store and mix in (not exemplar-free)", unit="images", min=0))
 

@@ -12,14 +12,55 @@ import torch
 
 from . import _offline  # noqa: F401
 from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils.loss import v8DetectionLoss
 
-from .losses import feature_kd, merge_targets, pseudo_labels, score_kd
+from .losses import (
+    box_kd, feature_kd, level_maps, merge_targets, pseudo_labels, score_kd, soft_target_correction, teacher_confidence,
+)
 
-__all__ = ["IncrementalDetectionModel", "Distiller"]
+__all__ = ["IncrementalDetectionModel", "Distiller", "IncrementalLoss"]
+
+
+class _AssignerRecorder:
+    """Wraps the loss' task-aligned assigner and keeps its last output (the assigned target scores)."""
+
+    def __init__(self, assigner):
+        self.assigner = assigner
+        self.last = None
+
+    def __call__(self, *args, **kwargs):
+        self.last = self.assigner(*args, **kwargs)
+        return self.last
+
+    def __getattr__(self, name):
+        if name in ("assigner", "last"):
+            raise AttributeError(name)
+        return getattr(self.assigner, name)
+
+
+class IncrementalLoss(v8DetectionLoss):
+    """Ultralytics' detection loss whose assigned targets stay readable after each call."""
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__(model, *args, **kwargs)
+        self.assigner = _AssignerRecorder(self.assigner)
+
+    @property
+    def target_scores(self) -> torch.Tensor:
+        """(B, A, nc) target scores of the last call (zero where an anchor is background)."""
+        return self.assigner.last[2]
 
 
 class Distiller:
-    """Holds the frozen teacher and computes the increment's loss for a training batch."""
+    """Holds the frozen teacher and computes the increment's loss for a training batch.
+
+    Terms (see cldet.detector.config.METHODS and DistillConfig):
+      pseudo   teacher's confident old-class boxes join the labels of the task loss
+      feature  neck features held near the teacher's, weighted by the teacher's old-class confidence
+      response old-class scores distilled at every anchor; with soft_targets the task loss' old-class
+               targets become max(assigned, teacher probability) instead of hard background
+      box_weight > 0: DFL box distributions distilled where the teacher sees old objects
+    """
 
     def __init__(self, teacher: torch.nn.Module, nc_old: int, cfg: dict):
         self.teacher = teacher.eval()
@@ -30,27 +71,45 @@ class Distiller:
         self.terms = cfg["terms"]
 
     def __call__(self, model: DetectionModel, batch: dict, preds=None) -> tuple[torch.Tensor, dict]:
+        cfg, terms = self.cfg, self.terms
         img = batch["img"]
         with torch.no_grad():
             t_dec, t_raw = self.teacher(img)  # eval mode: decoded (B, 4 + nc_old, A) and raw dict
         n_pseudo = 0
-        if self.terms["pseudo"]:
-            pl = pseudo_labels(t_dec, self.cfg["pseudo_conf"], self.cfg["pseudo_nms_iou"])
-            batch, n_pseudo = merge_targets(batch, pl, tuple(img.shape[2:]), self.cfg["pseudo_gt_iou"])
+        if terms["pseudo"]:
+            pl = pseudo_labels(t_dec, cfg["pseudo_conf"], cfg["pseudo_nms_iou"])
+            batch, n_pseudo = merge_targets(batch, pl, tuple(img.shape[2:]), cfg["pseudo_gt_iou"])
         if preds is None:
             preds = model.forward(img)
-        if getattr(model, "criterion", None) is None:
-            model.criterion = model.init_criterion()
-        loss, items = model.criterion(preds, batch)
+        if not isinstance(getattr(model, "criterion", None), IncrementalLoss):
+            model.criterion = IncrementalLoss(model)
+        crit = model.criterion
+        loss, items = crit(preds, batch)
         raw = preds[1] if isinstance(preds, tuple) else preds
         bs = img.shape[0]
         zero = loss.new_zeros(())
-        feat = feature_kd(raw["feats"], t_raw["feats"], self.cfg["feature_mode"]) if self.terms["feature"] else zero
-        resp = score_kd(raw["scores"][:, : self.nc_old], t_raw["scores"]) if self.terms["response"] else zero
-        kd = self.cfg["feature_weight"] * feat + self.cfg["response_weight"] * model.args.cls * resp
+        conf = teacher_confidence(t_raw["scores"])  # (B, A)
+        feat = zero
+        if terms["feature"]:
+            weights = level_maps(conf, t_raw["feats"]) if cfg.get("feature_focus", "teacher") == "teacher" else None
+            feat = feature_kd(raw["feats"], t_raw["feats"], cfg["feature_mode"], weights)
+        resp = soft = zero
+        if terms["response"]:
+            resp = score_kd(raw["scores"][:, : self.nc_old], t_raw["scores"])
+            if cfg.get("soft_targets", True):
+                ts = crit.target_scores
+                soft = soft_target_correction(raw["scores"][:, : self.nc_old].transpose(1, 2), ts[..., : self.nc_old],
+                                              t_raw["scores"], ts.sum().clamp(min=1))
+        box = zero
+        if cfg.get("box_weight", 0.0) > 0:
+            box = box_kd(raw["boxes"], t_raw["boxes"], conf, crit.reg_max)
+        kd = (cfg["feature_weight"] * feat + cfg["response_weight"] * model.args.cls * resp + model.args.cls * soft
+              + cfg.get("box_weight", 0.0) * model.args.dfl * box)
         items = dict(items)
-        items.update(pseudo_n=torch.tensor(float(n_pseudo) / bs), feat_kd=feat.detach(), resp_kd=resp.detach())
-        return loss + kd * bs, items
+        items.update(pseudo_n=torch.tensor(float(n_pseudo) / bs), feat_kd=feat.detach(), resp_kd=resp.detach(),
+                     box_kd=box.detach())
+        # the task loss is a (box, cls, dfl) vector that the trainer sums: add the distillation once
+        return loss.sum() + kd * bs, items
 
 
 class IncrementalDetectionModel(DetectionModel):

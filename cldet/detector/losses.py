@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms, box_convert, box_iou
 
-__all__ = ["pseudo_labels", "merge_targets", "feature_kd", "score_kd"]
+__all__ = [
+    "pseudo_labels", "merge_targets", "feature_kd", "score_kd", "teacher_confidence", "level_maps",
+    "soft_target_correction", "box_kd",
+]
 
 
 @torch.no_grad()
@@ -72,17 +75,34 @@ def merge_targets(
     return merged, added
 
 
-def feature_kd(student: list[torch.Tensor], teacher: list[torch.Tensor], mode: str = "mse") -> torch.Tensor:
+def teacher_confidence(teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The teacher's belief that an anchor holds an old object: max old-class probability, (B, A)."""
+    return teacher_logits.detach().sigmoid().amax(1)
+
+
+def level_maps(per_anchor: torch.Tensor, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Split a (B, A) per-anchor map into one (B, 1, H, W) map per feature level (the head's anchor order)."""
+    sizes = [f.shape[2] * f.shape[3] for f in feats]
+    return [m.view(m.shape[0], 1, *f.shape[2:]) for m, f in zip(per_anchor.split(sizes, 1), feats)]
+
+
+def feature_kd(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], mode: str = "mse", weights: list[torch.Tensor] | None = None
+) -> torch.Tensor:
     """Distance between student and teacher neck features, averaged over levels.
 
-    mse:     ||s - t||^2 / ||t||^2 per level (relative, so the weight does not depend on feature scale)
+    mse:     ||s - t||^2 / ||t||^2 per level (relative, so the weight does not depend on feature scale).
+             With `weights` ((B, 1, H, W) per level), both sums are weighted: the features are held where
+             the weights are high (where the teacher sees old objects) and left free elsewhere, which is
+             where new objects need new features.
     channel: channel-wise distillation (KL between per-channel spatial softmaxes, T = 1)
     """
     losses = []
-    for s, t in zip(student, teacher):
+    for i, (s, t) in enumerate(zip(student, teacher)):
         t = t.detach().to(s.dtype)
         if mode == "mse":
-            losses.append((s - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-6))
+            w = 1.0 if weights is None else weights[i].detach().to(s.dtype)
+            losses.append((w * (s - t).pow(2)).sum() / (w * t.pow(2)).sum().clamp_min(1e-6))
         elif mode == "channel":
             b, c = s.shape[:2]
             ls, lt = s.reshape(b * c, -1).log_softmax(1), t.reshape(b * c, -1).log_softmax(1)
@@ -101,3 +121,36 @@ def score_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
         teacher_logits.detach(), t, reduction="none"
     )
     return kl.sum() / t.sum().clamp_min(1.0)
+
+
+def soft_target_correction(
+    student_logits: torch.Tensor, target_scores: torch.Tensor, teacher_logits: torch.Tensor, normaliser: torch.Tensor
+) -> torch.Tensor:
+    """Turn the task loss' old-class targets from hard 0 into the teacher's probability where it is higher.
+
+    The new data leaves old objects unlabeled, so the task loss trains every old-class output that no
+    (pseudo) label claims as background, against what the teacher knows. With targets y' = max(y, p_teacher)
+    on the old classes the task loss agrees with the teacher. BCE is linear in its target,
+    bce(x, y') - bce(x, y) = -x (y' - y), so this returns that difference, to be added to the task's
+    classification loss (same normaliser). Shapes: student (B, A, nc_old) logits, target_scores
+    (B, A, nc_old), teacher (B, nc_old, A) logits, normaliser: the task's target-score sum.
+    """
+    t = teacher_logits.detach().sigmoid().transpose(1, 2).to(target_scores.dtype)
+    lift = (torch.maximum(target_scores, t) - target_scores).detach()
+    return -(student_logits * lift).sum() / normaliser
+
+
+def box_kd(student_boxes: torch.Tensor, teacher_boxes: torch.Tensor, weight: torch.Tensor, reg_max: int,
+           temperature: float = 1.0) -> torch.Tensor:
+    """KL between the teacher's and the student's box distributions (DFL bins), weighted per anchor.
+
+    student/teacher_boxes: (B, 4 * reg_max, A) raw box logits; weight: (B, A), e.g. the teacher's old-class
+    confidence, so the old objects' box knowledge is kept where the teacher sees them. Normalised by the
+    weight sum (a weighted mean over anchors of the KL summed over the four sides).
+    """
+    b, _, a = student_boxes.shape
+    s = (student_boxes.view(b, 4, reg_max, a) / temperature).log_softmax(2)
+    t = (teacher_boxes.detach().view(b, 4, reg_max, a) / temperature).log_softmax(2)
+    kl = F.kl_div(s, t, log_target=True, reduction="none").sum((1, 2))  # (B, A)
+    w = weight.detach().to(kl.dtype)
+    return (w * kl).sum() / w.sum().clamp_min(1e-6) * temperature**2

@@ -58,7 +58,8 @@ def stage_dataset(
     """Write `out_dir/data.yaml` and per-split image links + remapped labels.
 
     `use` = dataset class names whose labels are kept (each must be a model class). `extra_train` adds
-    (image, rows in model ids) pairs to the train split (replay buffers).
+    (image, rows in model ids) pairs to the train split (replay buffers); an extra image whose file name
+    the split already holds is the same picture, so its rows join that image's labels instead of a copy.
     """
     missing = [n for n in use if n not in model_names]
     if missing:
@@ -69,28 +70,30 @@ def stage_dataset(
         img_dir, lab_dir = out_dir / split / "images", out_dir / split / "labels"
         img_dir.mkdir(parents=True, exist_ok=True)
         lab_dir.mkdir(parents=True, exist_ok=True)
-        seen: set[str] = set()
-        items = [(p, None) for p in data.images(split)]
-        if split == "train" and extra_train:
-            items += list(extra_train)
-        for src, rows in tqdm(items, desc=f"stage {split}", unit="img", disable=not progress, leave=False):
-            if rows is None:
-                raw = read_labels(label_path_for(src), data.nc)
-                keep = to_model[raw[:, 0].astype(int)] >= 0
-                if split == "train":
-                    staged.ignored.update(data.names[int(c)] for c in raw[~keep, 0])
-                rows = raw[keep].copy()
-                rows[:, 0] = to_model[rows[:, 0].astype(int)]
+        entries: dict[str, list] = {}  # staged file name -> [source image, rows in model ids]
+        for src in tqdm(data.images(split), desc=f"stage {split}", unit="img", disable=not progress, leave=False):
+            raw = read_labels(label_path_for(src), data.nc)
+            keep = to_model[raw[:, 0].astype(int)] >= 0
+            if split == "train":
+                staged.ignored.update(data.names[int(c)] for c in raw[~keep, 0])
+            rows = raw[keep].copy()
+            rows[:, 0] = to_model[rows[:, 0].astype(int)]
             name = src.name
-            while name in seen:  # same file name from two folders
+            while name in entries:  # same file name from two folders
                 name = f"_{name}"
-            seen.add(name)
+            entries[name] = [src, rows]
+        for src, rows in (extra_train or []) if split == "train" else []:
+            if src.name in entries:  # a stored image that the new data holds too: one image, both label sets
+                entries[src.name][1] = np.concatenate([entries[src.name][1], rows])
+            else:
+                entries[src.name] = [src, rows]
+        for name, (src, rows) in entries.items():
             _link(src, img_dir / name, copy)
             if split == "train":
                 staged.used.update(model_names[int(c)] for c in rows[:, 0])
             lines = "\n".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}" for r in rows)
             (lab_dir / name).with_suffix(".txt").write_text(lines + ("\n" if lines else ""))
-        staged.images[split] = len(items)
+        staged.images[split] = len(entries)
     cfg = {"path": str(out_dir.resolve()), "names": dict(enumerate(model_names))}
     cfg.update({s: f"{s}/images" for s in splits})
     staged.yaml.write_text(yaml.safe_dump(cfg, sort_keys=False))

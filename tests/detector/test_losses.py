@@ -66,3 +66,51 @@ def test_box_iou():
     a = torch.tensor([[0.0, 0, 10, 10]])
     assert torch.allclose(box_iou(a, torch.tensor([[0.0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])),
                           torch.tensor([[1.0, 1 / 3, 0]]), atol=1e-6)
+
+
+def test_feature_kd_weights_free_unweighted_positions():
+    from cldet.detector.losses import level_maps, teacher_confidence
+
+    t = [torch.ones(1, 4, 2, 2)]
+    s = [t[0].clone()]
+    s[0][..., 1, 1] += 3.0  # the student moves only at one position
+    w_there = [torch.zeros(1, 1, 2, 2)]
+    w_there[0][..., 1, 1] = 1.0
+    w_elsewhere = [1.0 - w_there[0]]
+    assert feature_kd(s, t, weights=w_elsewhere).item() == 0.0  # change where the teacher sees nothing: free
+    assert feature_kd(s, t, weights=w_there).item() > feature_kd(s, t).item() > 0  # held where it sees old objects
+    # the per-anchor confidence is split into levels in the head's anchor order
+    logits = torch.tensor([[[-9.0] * 4 + [9.0], [-9.0] * 4 + [-9.0]]])  # (B=1, nc_old=2, A=5): 4 anchors of a 2x2 map + 1 of 1x1
+    maps = level_maps(teacher_confidence(logits), [torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 1, 1)])
+    assert [tuple(m.shape) for m in maps] == [(1, 1, 2, 2), (1, 1, 1, 1)]
+    assert maps[0].max() < 1e-3 and maps[1].item() > 0.99
+
+
+def test_soft_target_correction_equals_bce_with_lifted_targets():
+    import torch.nn.functional as F
+
+    from cldet.detector.losses import soft_target_correction
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 3, requires_grad=True)  # student logits (B, A, nc_old)
+    y = (torch.rand(2, 7, 3) > 0.8).float() * torch.rand(2, 7, 3)  # assigned targets, mostly background
+    t = torch.randn(2, 3, 7)  # teacher logits (B, nc_old, A)
+    norm = torch.tensor(4.0)
+    lifted = torch.maximum(y, t.sigmoid().transpose(1, 2))
+    want = (F.binary_cross_entropy_with_logits(x, lifted, reduction="sum") - F.binary_cross_entropy_with_logits(x, y, reduction="sum")) / norm
+    got = soft_target_correction(x, y, t, norm)
+    assert torch.allclose(got, want, atol=1e-5)
+    got.backward()
+    assert (x.grad <= 0).all() and x.grad.abs().sum() > 0  # only ever pushes old-class scores up toward the teacher
+
+
+def test_box_kd_zero_at_teacher_weighted_by_confidence():
+    from cldet.detector.losses import box_kd
+
+    torch.manual_seed(0)
+    t = torch.randn(1, 4 * 16, 3)
+    assert box_kd(t.clone(), t, torch.ones(1, 3), 16).item() < 1e-6
+    s = t.clone()
+    s[..., 2] += torch.randn(64)  # the student's box differs at anchor 2 only
+    assert box_kd(s, t, torch.tensor([[1.0, 1.0, 0.0]]), 16).item() < 1e-6  # ... where the teacher sees nothing
+    assert box_kd(s, t, torch.tensor([[0.0, 0.0, 1.0]]), 16).item() > 0.01
