@@ -1,6 +1,6 @@
 import numpy as np
 
-from cldet.data import load_dataset
+from cldet.core.data import load_dataset
 from cldet.detector.staging import stage_dataset
 from tests.conftest import write_dataset
 
