@@ -15,7 +15,8 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.loss import v8DetectionLoss
 
 from .losses import (
-    box_kd, feature_kd, level_maps, merge_targets, pseudo_labels, score_kd, soft_target_correction, teacher_confidence,
+    box_kd, feature_kd, level_maps, merge_targets, new_object_anchors, pseudo_labels, score_kd, soft_target_correction,
+    teacher_confidence,
 )
 
 __all__ = ["IncrementalDetectionModel", "Distiller", "IncrementalLoss"]
@@ -57,8 +58,9 @@ class Distiller:
     Terms (see cldet.detector.config.METHODS and DistillConfig):
       pseudo   teacher's confident old-class boxes join the labels of the task loss
       feature  neck features held near the teacher's, weighted by the teacher's old-class confidence
-      response old-class scores distilled at every anchor; with soft_targets the task loss' old-class
-               targets become max(assigned, teacher probability) instead of hard background
+      response old-class scores distilled at every anchor but those assigned to a labeled new object;
+               with soft_targets the task loss' old-class targets become max(assigned, teacher probability)
+               instead of hard background, at the same anchors
       box_weight > 0: DFL box distributions distilled where the teacher sees old objects
     """
 
@@ -95,11 +97,13 @@ class Distiller:
             feat = feature_kd(raw["feats"], t_raw["feats"], cfg["feature_mode"], weights)
         resp = soft = zero
         if terms["response"]:
-            resp = score_kd(raw["scores"][:, : self.nc_old], t_raw["scores"])
+            ts = crit.target_scores
+            # where a real label of a new class claims the anchor, the label wins over the teacher's old-class guess
+            keep = ~new_object_anchors(ts, self.nc_old)
+            resp = score_kd(raw["scores"][:, : self.nc_old], t_raw["scores"], keep)
             if cfg.get("soft_targets", True):
-                ts = crit.target_scores
                 soft = soft_target_correction(raw["scores"][:, : self.nc_old].transpose(1, 2), ts[..., : self.nc_old],
-                                              t_raw["scores"], ts.sum().clamp(min=1))
+                                              t_raw["scores"], ts.sum().clamp(min=1), keep)
         box = zero
         if cfg.get("box_weight", 0.0) > 0:
             box = box_kd(raw["boxes"], t_raw["boxes"], conf, crit.reg_max)

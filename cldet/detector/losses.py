@@ -13,7 +13,7 @@ from torchvision.ops import batched_nms, box_convert, box_iou
 
 __all__ = [
     "pseudo_labels", "merge_targets", "feature_kd", "score_kd", "teacher_confidence", "level_maps",
-    "soft_target_correction", "box_kd",
+    "soft_target_correction", "box_kd", "new_object_anchors",
 ]
 
 
@@ -112,19 +112,31 @@ def feature_kd(
     return torch.stack(losses).mean()
 
 
-def score_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+def score_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """Binary KL from teacher to student class probabilities on the old classes, summed over anchors
     and normalised by the teacher's total positive mass (the analogue of the task loss' target-score sum).
+
+    `keep` (B, A), optional: anchors where the teacher is listened to (e.g. not those the assigner gave to a
+    labeled new object, where the label says what is there and the teacher's old-class guess is wrong).
     """
     t = teacher_logits.detach().sigmoid()
     kl = F.binary_cross_entropy_with_logits(student_logits, t, reduction="none") - F.binary_cross_entropy_with_logits(
         teacher_logits.detach(), t, reduction="none"
     )
+    if keep is not None:
+        keep = keep.to(kl.dtype)[:, None]
+        kl, t = kl * keep, t * keep
     return kl.sum() / t.sum().clamp_min(1.0)
 
 
+def new_object_anchors(target_scores: torch.Tensor, nc_old: int) -> torch.Tensor:
+    """(B, A) bool: anchors the task's assigner gave to a labeled object of a new class."""
+    return target_scores[..., nc_old:].amax(-1) > 0
+
+
 def soft_target_correction(
-    student_logits: torch.Tensor, target_scores: torch.Tensor, teacher_logits: torch.Tensor, normaliser: torch.Tensor
+    student_logits: torch.Tensor, target_scores: torch.Tensor, teacher_logits: torch.Tensor, normaliser: torch.Tensor,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Turn the task loss' old-class targets from hard 0 into the teacher's probability where it is higher.
 
@@ -133,10 +145,13 @@ def soft_target_correction(
     on the old classes the task loss agrees with the teacher. BCE is linear in its target,
     bce(x, y') - bce(x, y) = -x (y' - y), so this returns that difference, to be added to the task's
     classification loss (same normaliser). Shapes: student (B, A, nc_old) logits, target_scores
-    (B, A, nc_old), teacher (B, nc_old, A) logits, normaliser: the task's target-score sum.
+    (B, A, nc_old), teacher (B, nc_old, A) logits, normaliser: the task's target-score sum; `keep` (B, A)
+    as in `score_kd`.
     """
     t = teacher_logits.detach().sigmoid().transpose(1, 2).to(target_scores.dtype)
     lift = (torch.maximum(target_scores, t) - target_scores).detach()
+    if keep is not None:
+        lift = lift * keep.to(lift.dtype)[..., None]
     return -(student_logits * lift).sum() / normaliser
 
 

@@ -114,3 +114,19 @@ def test_box_kd_zero_at_teacher_weighted_by_confidence():
     s[..., 2] += torch.randn(64)  # the student's box differs at anchor 2 only
     assert box_kd(s, t, torch.tensor([[1.0, 1.0, 0.0]]), 16).item() < 1e-6  # ... where the teacher sees nothing
     assert box_kd(s, t, torch.tensor([[0.0, 0.0, 1.0]]), 16).item() > 0.01
+
+
+def test_teacher_is_not_listened_to_on_labeled_new_objects():
+    from cldet.detector.losses import new_object_anchors, soft_target_correction
+
+    ts = torch.zeros(1, 3, 3)  # (B, A, nc): 2 old classes + 1 new
+    ts[0, 1, 2] = 0.8  # anchor 1 holds a labeled new object
+    keep = ~new_object_anchors(ts, nc_old=2)
+    assert keep.tolist() == [[True, False, True]]
+    teacher = torch.full((1, 2, 3), 2.0)  # the teacher calls every anchor an old object
+    student = torch.full((1, 2, 3), -2.0, requires_grad=True)
+    score_kd(student, teacher, keep).backward()
+    assert student.grad[0, :, 1].abs().sum() == 0 and student.grad[0, :, 0].abs().sum() > 0
+    x = torch.zeros(1, 3, 2, requires_grad=True)
+    soft_target_correction(x, ts[..., :2], teacher, torch.tensor(1.0), keep).backward()
+    assert x.grad[0, 1].abs().sum() == 0 and x.grad[0, 0].abs().sum() > 0
