@@ -20,6 +20,7 @@ METHODS: dict[str, dict[str, bool]] = {
     "response": {"pseudo": False, "feature": False, "response": True},  # old-class score KD only
     "pseudo+feature": {"pseudo": True, "feature": True, "response": False},
     "pseudo+response": {"pseudo": True, "feature": False, "response": True},
+    "feature+response": {"pseudo": False, "feature": True, "response": True},
     "pseudo+feature+response": {"pseudo": True, "feature": True, "response": True},
     "replay": {"pseudo": False, "feature": False, "response": False},  # finetune + stored old images (not exemplar-free)
 }
