@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = {"cl-results": "cl-*.md", "knobs-results": "knobs-*.md", "export-results": "export-*.md"}
+SECTIONS = {"cl-results": "cl-*.md", "ablation-results": "ablation-*.md", "export-results": "export-*.md"}
 
 
 def main() -> int:

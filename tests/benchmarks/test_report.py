@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.export_bench import markdown as export_table
-from benchmarks.knobs import knobs_table
+from benchmarks.ablation import ablation_table
 from benchmarks.report import markdown_table, plot_steps
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-RENDER = {"cl-": markdown_table, "export-": export_table, "knobs-": knobs_table}
+RENDER = {"cl-": markdown_table, "export-": export_table, "ablation-": ablation_table}
 
 
 def _committed() -> list[Path]:
@@ -22,7 +22,7 @@ def _committed() -> list[Path]:
 
 
 def test_there_are_committed_results():
-    assert {p.name.split("-")[0] for p in _committed()} >= {"cl", "export", "knobs"}
+    assert {p.name.split("-")[0] for p in _committed()} >= {"cl", "export"}
 
 
 @pytest.mark.parametrize("path", _committed(), ids=lambda p: p.stem)
@@ -35,3 +35,15 @@ def test_protocol_plot_from_committed_json(tmp_path):
     summary = json.loads((RESULTS / "cl-chess13-4step.json").read_text())
     plot_steps(summary, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_ablation_table_ratios():
+    m = lambda old, new, all_: {"old": {"map50_95": old}, "new": {"map50_95": new}, "all": {"map50_95": all_}}  # noqa: E731
+    s = {"dataset": "d", "protocol": "2step", "seed": 0, "train": {"epochs": 12},
+         "base": {"step0": {"map50_95": 0.70}, "all": {"map50_95": 0.70}}, "joint": m(0.72, 0.78, 0.75),
+         "rows": {"default (ours)": {"run": "ours", "metrics": m(0.71, 0.72, 0.715)},
+                  "fine-tuning (lower bound)": {"run": "finetune", "metrics": m(0.0, 0.80, 0.40)}}}
+    t = ablation_table(s)
+    assert "| joint training (upper bound) | 0.720 | 0.780 | 0.750 | 1.000 | - | - |" in t
+    assert "| default (ours) | 0.710 | 0.720 | 0.715 | 0.953 | 0.900 | +1.0 |" in t
+    assert "| fine-tuning (lower bound) | 0.000 | 0.800 | 0.400 | 0.533 | 1.000 | -70.0 |" in t
