@@ -102,10 +102,15 @@ def verify_artifact(artifact: Path, manifest: Manifest, reference: str | None = 
             f"{artifact} is not in {manifest.path} (its sha256 {digest[:16]}... matches none; listed: {listed}). "
             "Use the manifest written by the export that produced this file."
         )
+    planned = (manifest.raw.get("engine_builds") or {}).get(artifact.name, {})
     if reference:
         key = reference
     elif own is not None and (manifest.artifacts[own].get("metrics") or not is_engine):
         key = own
+    elif own is not None and manifest.artifacts[own].get("source"):  # an engine the export built
+        key = manifest.artifacts[own]["source"]
+    elif planned.get("source") in manifest.artifacts:  # an engine built on the board from the export's plan
+        key = planned["source"]
     else:  # an engine: scored against the ONNX it was built from
         key = _engine_source(manifest)
     if key not in manifest.artifacts:

@@ -45,8 +45,26 @@ def save_checked(proto, tmp: Path, path: Path, metadata: dict[str, str]) -> Path
     return path
 
 
+def _last_axis_dfl(dfl):
+    """The DFL integral with its softmax over the last axis: the same numbers, but ONNX Runtime's Softmax is
+    fast only on the innermost axis. Ultralytics' DFL takes the softmax over axis 1 of (B, 16, 4, A), which ORT
+    runs through a transpose (measured: 1.9 ms of a 29 ms FP32 inference at 320 px, 0.3 ms on the last axis)."""
+    from ultralytics.nn.modules.block import DFL
+
+    class LastAxisDFL(DFL):
+        def forward(self, x):
+            b, _, a = x.shape
+            p = x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1)  # (B, 4, A, c1)
+            return (p @ self.conv.weight.view(self.c1, 1)).view(b, 4, a)  # expectation over the bins
+
+    new = LastAxisDFL(dfl.c1)
+    new.load_state_dict(dfl.state_dict())
+    return new
+
+
 def _export_model(model, nms: bool, conf: float, iou: float, max_det: int):
     """A deep copy of `model` fused and switched to export mode (the caller's model is left as it was)."""
+    from ultralytics.nn.modules.block import DFL
     from ultralytics.nn.modules.head import Detect
 
     m = copy.deepcopy(model).float().cpu().eval()
@@ -54,6 +72,8 @@ def _export_model(model, nms: bool, conf: float, iou: float, max_det: int):
     for mod in m.modules():
         if isinstance(mod, Detect):
             mod.export, mod.format, mod.dynamic = True, "onnx", False
+            if type(getattr(mod, "dfl", None)) is DFL:
+                mod.dfl = _last_axis_dfl(mod.dfl)
     for p in m.parameters():
         p.requires_grad_(False)
     if nms:

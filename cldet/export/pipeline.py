@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
@@ -25,8 +26,33 @@ __all__ = ["ExportOptions", "export_run", "artifact_names"]
 log = logging.getLogger("cldet")
 
 
+def resolve_target(opts: ExportOptions) -> str:
+    """The INT8 target: what --target says, tensorrt when only --engine says it; --engine with --target cpu is a
+    usage error (TensorRT's explicit quantization takes symmetric S8 Q/DQ, not the CPU form's U8 activations)."""
+    if opts.target is None:
+        if opts.engine and opts.int8 != "none":
+            log.info("--engine: the INT8 artifact is written in the TensorRT form (symmetric S8 Q/DQ, --target tensorrt)")
+            return "tensorrt"
+        return "cpu"
+    if opts.target == "cpu" and opts.engine and opts.int8 != "none":
+        raise CldetError("--engine with --target cpu: TensorRT builds INT8 engines only from symmetric S8 Q/DQ, and "
+                         "--target cpu writes U8 activations for ONNX Runtime on x86. Use --target tensorrt (or leave "
+                         "--target out: --engine selects it), and export the CPU artifact in a separate --out.")
+    return opts.target
+
+
+def engine_precisions(opts: ExportOptions) -> list[str]:
+    """The engines --engine builds: int8 from the INT8 Q/DQ ONNX, fp16 when --fp16."""
+    if not opts.engine:
+        return []
+    precs = (["int8"] if opts.int8 != "none" else []) + (["fp16"] if opts.fp16 else [])
+    if not precs:
+        raise CldetError("--engine with --int8 none and no --fp16: nothing to build; add --fp16 or an --int8 mode.")
+    return precs
+
+
 def artifact_names(opts: ExportOptions) -> dict[str, str]:
-    """Artifact key -> file name, for the options given."""
+    """Artifact key -> file name, for the options given (engines: see engine_precisions)."""
     names = {"fp32": "model.fp32.onnx"}
     if opts.fp16:
         names["fp16"] = "model.fp16.onnx"
@@ -34,8 +60,8 @@ def artifact_names(opts: ExportOptions) -> dict[str, str]:
         names["fp32_nms"] = "model.fp32.nms.onnx"
     if opts.int8 != "none":
         names["int8"] = "model.int8.onnx"
-    if opts.engine and opts.int8 != "none":
-        names["engine"] = "model.int8.engine"
+    for prec in engine_precisions(opts):
+        names[f"engine_{prec}"] = f"model.{prec}.engine"
     return names
 
 
@@ -68,6 +94,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     opts = opts or ExportOptions()
     if opts.int8 not in INT8_MODES:
         raise CldetError(f"--int8 must be one of {', '.join(INT8_MODES)} (got {opts.int8!r}).")
+    opts = replace(opts, target=resolve_target(opts))
     run = Path(run)
     lin = read_lineage(run)
     model, meta = load_checkpoint(run / CHECKPOINT)
@@ -103,7 +130,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
                                       qat_set)
         metrics = {}
         for key, f in files.items():
-            if key in ("engine", "fp32_nms"):
+            if key.startswith("engine") or key == "fp32_nms":
                 continue  # NMS layout and engines are scored on the board (cldet check)
             res = evaluate(open_backend(stage / f, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
                            limit=opts.eval_limit, progress=opts.progress)
@@ -112,7 +139,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         arts = {}
         for key, f in files.items():
-            if key == "engine":
+            if key.startswith("engine"):
                 continue
             shutil.move(str(stage / f), str(out / f))
             arts[key] = artifact_entry(out / f, key, opts.target if key == "int8" else None, metrics.get(key))
@@ -121,17 +148,42 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     manifest = build_manifest(run, lin, names, imgsz, groups, calib_summary, data_yaml, opts.split, ds,
                               len(eval_images[: opts.eval_limit]), arts, model_sha256=sha256_file(run / CHECKPOINT))
     write_manifest(out / "manifest.json", manifest)
-    if "engine" in files:
-        from .tensorrt import build_engine
-
-        try:
-            build_engine(out / files["int8"], out / files["engine"], workspace_gb=opts.workspace_gb,
-                         log_path=out / "engine.build.log")
-        except MissingRuntimeError as e:
-            raise MissingRuntimeError(f"ONNX artifacts and manifest are written to {out}, but no engine: {e}") from None
-        manifest["artifacts"]["engine"] = artifact_entry(out / files["engine"], "engine", opts.target, None)
-        write_manifest(out / "manifest.json", manifest)
+    if engine_precisions(opts):
+        _build_engines(out, manifest, opts)
     return manifest
+
+
+def _build_engines(out: Path, manifest: dict, opts: ExportOptions) -> None:
+    """Build every requested engine with TensorRT's Python builder; each plan (source ONNX, flags, shapes, the
+    equivalent trtexec command) goes into the manifest first, so a host without TensorRT still says what to run."""
+    from .tensorrt import engine_plan, tensorrt_available
+
+    major = 10  # JetPack 6 ships TensorRT 10; the installed version wins where there is one
+    if tensorrt_available():
+        import tensorrt as trt
+
+        major = int(trt.__version__.split(".")[0])
+    src = {k: out / a["file"] for k, a in manifest["artifacts"].items()}
+    plans = [engine_plan(p, out, src.get("int8"), src.get("fp32"), src.get("fp16"), major=major,
+                         workspace_gb=opts.workspace_gb) for p in engine_precisions(opts)]
+    manifest["engine_builds"] = {p.engine.name: {**p.as_dict(), "source": "int8" if p.precision == "int8" else
+                                                 "fp16"} for p in plans}
+    write_manifest(out / "manifest.json", manifest)
+    if not tensorrt_available():
+        cmds = "\n".join(f"  {p.trtexec()}" for p in plans)
+        raise MissingRuntimeError(
+            f"ONNX artifacts and manifest are written to {out}, but no engine: TensorRT (python package `tensorrt`) is "
+            f"not installed here. On the board run `cldet export --engine` or (TensorRT {major}):\n{cmds}\n"
+            "(TensorRT 11: --stronglyTyped instead of the precision flags; the fp16 engine then from model.fp16.onnx)")
+    from .tensorrt import build_engine
+
+    for p in plans:
+        log.info("building %s with TensorRT's Python builder; equivalent: %s", p.engine.name, p.trtexec())
+        build_engine(p, log_path=out / f"{p.engine.stem}.build.log")
+        entry = artifact_entry(p.engine, "engine", opts.target if p.precision == "int8" else None, None)
+        entry.update(precision=p.precision, source=manifest["engine_builds"][p.engine.name]["source"])
+        manifest["artifacts"][f"engine_{p.precision}"] = entry
+        write_manifest(out / "manifest.json", manifest)
 
 
 def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOptions,
@@ -159,8 +211,13 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
                       float_nodes=tuple(opts.keep_float))
     summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary(),
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
+    import onnx
+
+    from .quantize import float_layers
+
+    summary["float_layers"] = float_layers(onnx.load(str(fp32)), cfg)
     if opts.int8 == "ptq":
-        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg)
+        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads)
     else:
         from .qat import QATConfig, export_qat
 

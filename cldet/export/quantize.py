@@ -13,17 +13,20 @@ Placement choices, each one measured or forced by a runtime:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from ..core.errors import ArtifactError, CldetError
 from .options import CALIB_METHODS, TARGETS
+from .ranges import RangeStats, candidate_tensors, collect_stats, compute_ranges
 
-__all__ = ["QuantConfig", "quantize_ptq", "decode_nodes", "qdq_report"]
+__all__ = ["QuantConfig", "quantize_ptq", "prepare", "calibrate", "float_nodes", "float_layers", "stem_nodes",
+           "decode_nodes", "qdq_report"]
 
 log = logging.getLogger("cldet")
 # CPU: every op ONNX Runtime has a fused INT8 kernel for (QLinearConv, QLinearAdd/Mul, QLinearSigmoid, MaxPool,
@@ -40,18 +43,26 @@ class QuantConfig:
     method: str = "percentile"
     percentile: float = 99.999
     per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights: no int16 saturation in the U8S8 kernels of x86 CPUs without VNNI
     float_head_convs: bool = True  # the head's last class/box convs stay float too (logit precision; 6 small convs)
+    float_stem: bool | None = None  # the Conv reading the image stays float; None: for the cpu target only
     op_types: tuple[str, ...] | None = None  # None: CPU_OPS or TRT_OPS by target
     float_nodes: tuple[str, ...] = ()  # regexes of node names kept float (sensitive layers)
+    float_why: tuple[str, ...] = ()  # the reason of each float_nodes entry (manifest); default: the user asked
 
     def as_dict(self) -> dict:
         d = {"target": self.target, "method": self.method, "per_channel": self.per_channel,
              "op_types": list(self.ops), "activations": "S8 symmetric" if self.target == "tensorrt" else "U8",
              "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor",
-             "float_head_convs": self.float_head_convs, "float_nodes": list(self.float_nodes)}
+             "float_head_convs": self.float_head_convs, "float_nodes": list(self.float_nodes),
+             "reduce_range": self.reduce_range, "float_stem": self.stem_float}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
+
+    @property
+    def stem_float(self) -> bool:
+        return self.target == "cpu" if self.float_stem is None else self.float_stem
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -141,48 +152,108 @@ class _Reader:
         pass
 
 
-def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.ndarray],
-                 config: QuantConfig = QuantConfig()) -> Path:
-    """Calibrate `fp32_onnx` on `arrays` (letterboxed inputs) and write the Q/DQ model to `out`."""
+def prepare(fp32_onnx: str | Path, work: Path):
+    """ONNX Runtime's quantization pre-processing (shape inference), returned as a proto; the file is removed."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = work / f".{Path(fp32_onnx).stem}.pre.onnx"
+    try:
+        quant_pre_process(str(fp32_onnx), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+        return onnx.load(str(pre))
+    finally:
+        pre.unlink(missing_ok=True)
+
+
+STEM_WHY = ("reads the image (3 channels): ONNX Runtime's x86 U8S8 kernels without VNNI add pairs of u8*s8 "
+            "products in int16, which saturates on full-range pixels (measured: 8 points of mAP50-95 lost), and a "
+            "3-channel QLinearConv is slower than the float one (2.7 vs 1.9 ms at 320 px)")
+DECODE_WHY = "head decode (DFL softmax + integral, anchors, strides, class sigmoid): one INT8 scale cannot span box pixels and probabilities"
+HEAD_WHY = "last box/class conv of each head level: logit precision (6 small 1x1 convs)"
+
+
+def stem_nodes(proto) -> list[str]:
+    """Conv nodes that read a graph input directly (the image)."""
+    inputs = {i.name for i in proto.graph.input}
+    return [n.name for n in proto.graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
+
+
+def float_layers(proto, config: QuantConfig) -> list[dict]:
+    """Every node kept float, with the reason: what the manifest records (`calibration.float_layers`)."""
+    import re
+
+    decode = decode_nodes(proto, with_head_convs=False)
+    head = [n for n in decode_nodes(proto, with_head_convs=True) if n not in decode] if config.float_head_convs else []
+    groups = [{"nodes": decode, "why": DECODE_WHY}]
+    if head:
+        groups.append({"nodes": head, "why": HEAD_WHY})
+    taken = set(decode) | set(head)
+    if config.stem_float:
+        stem = [n for n in stem_nodes(proto) if n not in taken]
+        groups.append({"nodes": stem, "why": STEM_WHY})
+        taken |= set(stem)
+    for pat, why in zip(config.float_nodes, [*config.float_why, *[None] * len(config.float_nodes)]):
+        hit = [n.name for n in proto.graph.node if n.name not in taken and re.search(pat, n.name)]
+        groups.append({"nodes": hit, "why": why or f"--keep-float {pat!r}"})
+        taken |= set(hit)
+    return [g for g in groups if g["nodes"]]
+
+
+def float_nodes(proto, config: QuantConfig) -> tuple[list[str], list[str]]:
+    """(decode nodes, every node kept float)."""
+    decode = decode_nodes(proto, with_head_convs=config.float_head_convs)
+    exclude = [n for g in float_layers(proto, config) for n in g["nodes"]]
+    return decode, exclude
+
+
+def calibrate(proto, arrays: Callable[[], Iterable[np.ndarray]], config: QuantConfig,
+              threads: int | None = None) -> RangeStats:
+    """Range statistics of every tensor the quantizer may touch (`config.ops`), from the calibration images."""
+    return collect_stats(proto, candidate_tensors(proto, config.ops), arrays, threads=threads)
+
+
+def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.ndarray] | Callable,
+                 config: QuantConfig = QuantConfig(), stats: RangeStats | None = None,
+                 threads: int | None = None) -> Path:
+    """Calibrate `fp32_onnx` on `arrays` (letterboxed inputs; an iterable or a factory of iterables) and write
+    the Q/DQ model to `out`. `stats` (from `calibrate`) skips the calibration passes."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if config.target not in TARGETS:
         raise CldetError(f"unknown target {config.target!r}; choose one of {', '.join(TARGETS)}.")
     if config.method not in CALIB_METHODS:
         raise CldetError(f"unknown calibration method {config.method!r}; choose one of {', '.join(CALIB_METHODS)}.")
     out = Path(out)
-    pre = out.with_name(f".{out.stem}.pre.onnx")
-    quant_pre_process(str(fp32_onnx), str(pre), skip_optimization=True, skip_symbolic_shape=True)
-    proto = onnx.load(str(pre))
-    exclude = decode_nodes(proto, with_head_convs=config.float_head_convs)
-    decode = list(exclude)
-    if config.float_nodes:
-        import re
-
-        exclude += [n.name for n in proto.graph.node if n.name not in exclude
-                    and any(re.search(p, n.name) for p in config.float_nodes)]
-    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-              "entropy": CalibrationMethod.Entropy}[config.method]
+    if not callable(arrays):
+        kept = list(arrays)
+        arrays = lambda: iter(kept)  # noqa: E731 - two calibration passes read them
+    proto = prepare(fp32_onnx, out.parent)
+    decode, exclude = float_nodes(proto, config)
+    if stats is None:
+        stats = calibrate(proto, arrays, config, threads)
+    ranges = compute_ranges(stats, config.method, config.target == "tensorrt", config.percentile)
     extra = {"WeightSymmetric": True, "ActivationSymmetric": config.target == "tensorrt",
-             "CalibTensorRangeSymmetric": False, "QDQKeepRemovableActivations": False}
-    if config.method == "percentile":
-        extra["CalibPercentile"] = config.percentile
+             "QDQKeepRemovableActivations": False,
+             # the ranges computed above, for every tensor (see cldet.export.ranges for why not ORT's calibrators)
+             "TensorQuantOverrides": {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                                      for t, (lo, hi) in ranges.items()}}
     if config.target == "tensorrt":  # Q/DQ on Conv inputs only: TensorRT fuses Conv+SiLU and places the rest itself
         extra["OpTypesToExcludeOutputQuantization"] = list(config.ops)
         extra["QuantizeBias"] = False  # TensorRT's parser rejects INT32 DequantizeLinear; biases stay float
+    pre = out.with_name(f".{out.stem}.pre.onnx")
     tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(proto, str(pre))
     try:
         quantize_static(
-            str(pre), str(tmp), _Reader(arrays),
+            str(pre), str(tmp), _Reader(itertools.islice(arrays(), 1)),  # ranges come from the overrides
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(config.ops),
             per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
             activation_type=QuantType.QInt8 if config.target == "tensorrt" else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
-            calibrate_method=method,
             extra_options=extra,
         )
     finally:
