@@ -11,7 +11,7 @@ __all__ = ["ExportJob", "ExportOptions", "CALIB_METHODS", "TARGETS", "INT8_MODES
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 TARGETS = ("cpu", "tensorrt")
-INT8_MODES = ("ptq", "qat", "none")
+INT8_MODES = ("auto", "ptq", "qat", "none")
 
 
 @dataclass
@@ -24,11 +24,13 @@ class ExportOptions:
     """How a run is exported; every field is an option of `cldet export` and a keyword of cldet.api.export."""
 
     out: Path | None = field(default=None, metadata=option("output folder (default RUN/export)"))
-    int8: str = field(default="ptq", metadata=option("INT8 by post-training calibration, QAT, or no INT8 artifact",
-                                                     choices=INT8_MODES))
-    # cpu: U8 activations / S8 weights (x86 VNNI); tensorrt: symmetric S8, explicit quantization
-    target: str = field(default="cpu", metadata=option(
-        "runtime the INT8 graph is laid out for: cpu (U8 act / S8 weights, x86 VNNI) or tensorrt (S8 symmetric)",
+    int8: str = field(default="auto", metadata=option(
+        "INT8 artifact: auto (PTQ; QAT distilled from the FP32 model when PTQ drifts past --drift-tolerance on a "
+        "class group of the evaluation split), ptq, qat, or none", choices=INT8_MODES))
+    # None: tensorrt when --engine is given (TensorRT takes only symmetric S8 Q/DQ), else cpu
+    target: str | None = field(default=None, metadata=option(
+        "runtime the INT8 graph is laid out for: cpu (U8 act / S8 weights, ONNX Runtime x86) or tensorrt (S8 "
+        "symmetric, for engines); default tensorrt with --engine, else cpu; --engine with --target cpu is refused",
         choices=TARGETS))
     # default chosen by measured drift (docs/export.md)
     calib_method: str = field(default="percentile", metadata=option("activation range calibration",
@@ -39,7 +41,9 @@ class ExportOptions:
     calib: Path | None = field(default=None, metadata=option(
         "extra folder of calibration images (TRAIN images; YOLO labels beside them in model class ids are optional)"))
     calib_images: int = field(default=128, metadata=option("cap on calibration images", unit="images", min=1))
-    engine: bool = field(default=False, metadata=option("also build a TensorRT engine (needs tensorrt; on the board)"))
+    engine: bool = field(default=False, metadata=option(
+        "also build TensorRT engines with TensorRT's Python builder (on the board): model.int8.engine, and "
+        "model.fp16.engine with --fp16; the equivalent trtexec commands are printed and kept in the manifest"))
     fp16: bool = field(default=False, metadata=option("also write an FP16 ONNX"))
     nms: bool = field(default=False, metadata=option("also write an FP32 ONNX with in-graph NMS (batch 1)"))
     data: Path | None = field(default=None, metadata=option(
@@ -49,6 +53,9 @@ class ExportOptions:
     qat_epochs: int = field(default=3, metadata=option("QAT fine-tuning epochs", unit="epochs", min=1))
     qat_images: int = field(default=256, metadata=option(
         "QAT images: calibration set + last increment's TRAIN sample, up to this many", unit="images", min=1))
+    drift_tolerance: float = field(default=0.5, metadata=option(
+        "auto: largest |FP32 - INT8| mAP50-95 per class group PTQ may drift before QAT runs", unit="mAP50-95 points",
+        min=0))
     eval_limit: int | None = field(default=None, metadata=option(
         "score on the first N evaluation images only (quick checks)", unit="images", min=1))
     threads: int | None = field(default=None, metadata=option(

@@ -21,7 +21,8 @@ from ..core.errors import CldetError, MissingRuntimeError, RunError
 from .manifest_writer import artifact_entry, build_manifest, write_manifest
 from .options import INT8_MODES, ExportOptions
 
-__all__ = ["ExportOptions", "export_run", "artifact_names"]
+__all__ = ["ExportOptions", "export_run", "artifact_names", "INT8_MODES"]
+INT8_MODES = ("auto", "ptq", "qat", "none")
 
 log = logging.getLogger("cldet")
 
@@ -128,14 +129,17 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
             qat_set = _qat_images(lin, names, calib, opts, eval_images) if opts.int8 == "qat" else None
             calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds,
                                       qat_set)
-        metrics = {}
-        for key, f in files.items():
-            if key.startswith("engine") or key == "fp32_nms":
-                continue  # NMS layout and engines are scored on the board (cldet check)
-            res = evaluate(open_backend(stage / f, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
+        def score(path: Path) -> dict:
+            res = evaluate(open_backend(path, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
                            limit=opts.eval_limit, progress=opts.progress)
-            metrics[key] = {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
-            log.info("%s: %s", f, ", ".join(f"{g} {m.map50_95:.4f}" for g, m in res.groups.items()))
+            log.info("%s: %s", path.name, ", ".join(f"{g} {m.map50_95:.4f}" for g, m in res.groups.items()))
+            return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+
+        metrics = {key: score(stage / f) for key, f in files.items()
+                   if not key.startswith("engine") and key != "fp32_nms"}  # NMS layout, engines: scored on the board
+        if opts.int8 == "auto":
+            calib_summary["auto"] = _auto_qat(model, calib, stage, files, imgsz, opts, ds, metrics, score,
+                                              lambda: _qat_images(lin, names, calib, opts, eval_images))
         out.mkdir(parents=True, exist_ok=True)
         arts = {}
         for key, f in files.items():
@@ -186,6 +190,40 @@ def _build_engines(out: Path, manifest: dict, opts: ExportOptions) -> None:
         write_manifest(out / "manifest.json", manifest)
 
 
+def worst_drift(fp32: dict, int8: dict) -> float:
+    """Largest |FP32 - INT8| mAP50-95 over the class groups, in points."""
+    return max(abs(100 * (fp32[g]["map50_95"] - int8[g]["map50_95"])) for g in fp32 if g in int8)
+
+
+def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOptions, ds, metrics: dict, score,
+              qat_set) -> dict:
+    """`--int8 auto`: keep the PTQ artifact when its drift on the evaluation split is within `drift_tolerance` on
+    every group; otherwise fine-tune with QAT distilled from the FP32 model and keep whichever drifts less. The
+    evaluation split decides (it is what `cldet check` gates on), and the manifest says so."""
+    ptq = worst_drift(metrics["fp32"], metrics["int8"])
+    record = {"tolerance": opts.drift_tolerance, "ptq_worst_drift": round(ptq, 3), "decided_on": f"{opts.split} split",
+              "chosen": "ptq"}
+    if ptq <= opts.drift_tolerance:
+        return record
+    log.warning("PTQ drifts %.2f points (> %.2f) on a class group; running QAT distilled from the FP32 model",
+                ptq, opts.drift_tolerance)
+    from .qat import QATConfig, export_qat
+
+    qat_path = stage / ".model.int8.qat.onnx"
+    qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target, method=opts.calib_method,
+                     percentile=opts.percentile, float_nodes=tuple(opts.keep_float))
+    record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, qcfg, progress=opts.progress, train_set=qat_set())
+    m = score(qat_path)
+    qat = worst_drift(metrics["fp32"], m)
+    record["qat_worst_drift"] = round(qat, 3)
+    if qat < ptq:
+        qat_path.replace(stage / files["int8"])
+        metrics["int8"] = m
+        record["chosen"] = "qat"
+    log.warning("auto INT8: PTQ worst drift %.2f, QAT %.2f -> %s", ptq, qat, record["chosen"].upper())
+    return record
+
+
 def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOptions,
                 eval_images: list[Path]) -> CalibrationSet:
     """QAT fine-tuning images: the calibration set plus a class-balanced sample of the last increment's TRAIN split
@@ -216,13 +254,13 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
     from .quantize import float_layers
 
     summary["float_layers"] = float_layers(onnx.load(str(fp32)), cfg)
-    if opts.int8 == "ptq":
+    if opts.int8 in ("ptq", "auto"):
         quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads)
     else:
         from .qat import QATConfig, export_qat
 
         qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target,
-                         method=opts.calib_method, percentile=opts.percentile)
+                         method=opts.calib_method, percentile=opts.percentile, float_nodes=tuple(opts.keep_float))
         summary["qat"] = export_qat(model, calib, ds, int8, imgsz, qcfg, progress=opts.progress,
                                     train_set=qat_set)
     return summary

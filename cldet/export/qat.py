@@ -38,6 +38,7 @@ class QATConfig:
     method: str = "percentile"
     percentile: float = 99.999
     seed: int = 0
+    float_nodes: tuple[str, ...] = ()  # --keep-float regexes, kept float in the Q/DQ export as in PTQ
 
     def as_dict(self) -> dict:
         return {"tool": "torch fake-quant (STE) + ONNX Runtime Q/DQ writer", "epochs": self.epochs,
@@ -45,8 +46,9 @@ class QATConfig:
                 "seed": self.seed}
 
 
-def _quant_convs(model):
-    """Convs to fake-quantize: all but the head's last class/box convs and the DFL (they stay float in the export)."""
+def _quant_convs(model, target: str = "cpu"):
+    """Convs to fake-quantize: all but the head's last class/box convs and the DFL (they stay float in the export),
+    and on the cpu target the stem conv (kept float there, see quantize.STEM_WHY)."""
     import torch.nn as nn
 
     head_idx = len(model.model) - 1
@@ -56,6 +58,8 @@ def _quant_convs(model):
         for seq in branch or []:
             last = seq[-1]
             skip.add(id(last))
+    if target == "cpu":
+        skip |= {id(m) for m in model.model[0].modules() if isinstance(m, nn.Conv2d)}
     return [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in skip]
 
 
@@ -126,7 +130,7 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
     torch.manual_seed(cfg.seed)
     teacher = copy.deepcopy(model).float().eval().fuse()
     student = copy.deepcopy(teacher)
-    convs = _quant_convs(student)
+    convs = _quant_convs(student, cfg.target)
     ranges = _calibrate_inputs(student, convs, arrays[: min(len(arrays), 32)], cfg.percentile)
     hooks = [c.register_forward_pre_hook(_act_hook(*ranges[id(c)], cfg.target == "tensorrt")) for c in convs]
     for c in convs:
@@ -191,8 +195,8 @@ def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress
     fp32 = out.with_name(f".{out.stem}.qat-fp32.onnx")
     try:
         export_onnx(student, fp32, imgsz)
-        quantize_ptq(fp32, out, iter(arrays), QuantConfig(target=cfg.target, method=cfg.method,
-                                                          percentile=cfg.percentile))
+        quantize_ptq(fp32, out, arrays, QuantConfig(target=cfg.target, method=cfg.method, percentile=cfg.percentile,
+                                                    float_nodes=cfg.float_nodes))
     finally:
         fp32.unlink(missing_ok=True)
     return {**cfg.as_dict(), **stats}

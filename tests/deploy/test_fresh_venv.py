@@ -1,5 +1,6 @@
-"""A fresh venv with only the core (= deploy) dependencies runs `cldet check` and `cldet bench` on the INT8 ONNX,
-and neither torch nor ultralytics is importable or imported there: what the board image gets.
+"""A fresh venv with only the core (= deploy) dependencies runs `cldet check` and `cldet bench` on the INT8 ONNX and
+on the board image's smoke artifact, commands that need the training stack exit 6 naming the extra to install, and
+neither torch nor ultralytics is importable or imported there: what the board image gets.
 
 The venv is cached in pytest's cache folder (dependencies installed once); cldet itself is reinstalled from
 this checkout on every run. Marked slow: the first run installs the dependencies (about a minute).
@@ -95,3 +96,27 @@ def test_deploy_only_venv_runs_check_and_bench(deploy_venv, assets, tmp_path):
     assert heavy == [], f"cldet bench imported {heavy}"
     assert (tmp_path / "bench" / "bench.png").is_file() and (tmp_path / "bench" / "bench.json").is_file()
     assert sys.executable != py
+
+
+@pytest.mark.slow
+def test_deploy_only_venv_runs_the_board_smoke_check(deploy_venv, tmp_path):
+    """What Dockerfile.jetson's last step runs, in the same dependency set (CPU provider)."""
+    smoke = ROOT / "docker" / "smoke"
+    code, out, heavy = _cldet(deploy_venv, "check", "--artifact", str(smoke / "model.int8.onnx"), "--manifest",
+                              str(smoke / "manifest.json"), "--data", str(smoke / "data.yaml"), "--provider", "cpu",
+                              "--tolerance", "5", "--report", str(tmp_path / "smoke.json"))
+    assert code == 0, out
+    assert heavy == []
+    report = json.loads((tmp_path / "smoke.json").read_text())
+    assert report["passed"] and max(abs(g["drift"]) for g in report["groups"]) < 0.01  # same runtime, same numbers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["export", "--run", "some-run"],
+                                     ["train", "--data", "d.yaml", "--out", "o"],
+                                     ["learn", "--from", "r", "--data", "d.yaml", "--new-classes", "a", "--out", "o"]])
+def test_training_commands_exit_6_naming_the_extra(deploy_venv, command):
+    code, out, heavy = _cldet(deploy_venv, *command)
+    assert code == 6, out
+    assert "pip install 'cldet[train]'" in out and "Traceback" not in out and "ModuleNotFoundError" not in out
+    assert heavy == []
