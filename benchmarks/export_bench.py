@@ -58,6 +58,36 @@ def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmu
     return {k: float(np.median(v)) for k, v in zip(paths, ms)}
 
 
+def _op_profile(paths: dict[str, Path], imgsz: int, threads: int, runs: int) -> dict:
+    """Where the time goes: ONNX Runtime's profiler on each artifact, the sessions taking turns for `runs`
+    inferences; per node the median over the runs (robust to the other jobs' preemptions), summed per op type."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for k, p in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.enable_profiling, so.profile_file_prefix = True, str(Path(tempfile.mkdtemp()) / k)
+        sessions[k] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    for i in range(runs):
+        for k, sess in (sessions.items() if i % 2 == 0 else reversed(sessions.items())):
+            sess.run(None, {"images": x})
+    out = {}
+    for k, sess in sessions.items():
+        f = Path(sess.end_profiling())
+        per: dict = {}
+        for e in json.loads(f.read_text()):
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                per.setdefault((e["name"], e["args"]["op_name"]), []).append(e["dur"])
+        f.unlink()
+        ops: dict[str, float] = {}
+        for (_, op), durs in per.items():
+            ops[op] = ops.get(op, 0.0) + float(np.median(durs[len(durs) // 4:])) / 1000  # skip the warm-up quarter
+        out[k] = {op: round(ms, 3) for op, ms in sorted(ops.items(), key=lambda kv: -kv[1])}
+    return out
+
+
 def _ultralytics_export(run: Path, work: Path, imgsz: int, data: Path, calib_images: int) -> tuple[Path, Path]:
     """FP32 and INT8 ONNX by Ultralytics' exporter from the same weights (a scratch pickle it can load)."""
     import shutil
@@ -111,17 +141,21 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
 
     methods = {}
-    for meth in [m for m in args.methods.split(",") if m and m != args.method]:
+    extra = [m for m in args.methods.split(",") if m and m != args.method]
+    if extra:
         from cldet.calib.reader import calibration_arrays
         from cldet.export.pipeline import _calibration
-        from cldet.export.quantize import QuantConfig, quantize_ptq
+        from cldet.export.quantize import QuantConfig, calibrate, prepare, quantize_ptq
 
         calib = _calibration(run, lin, lin.classes, ExportOptions(calib_images=args.calib_images), ds.images("val"))
-        p = quantize_ptq(cl_paths["fp32"], work / f"m_{meth}.onnx", calibration_arrays(calib, imgsz, False),
-                         QuantConfig(method=meth))
-        s = _scores(p, ds, lin.classes, imgsz, groups_map, 8, args.threads)
-        methods[meth] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - s[g]["map50_95"]), 3) for g in groups}
-        print(f"  calib {meth}: drift {methods[meth]}", flush=True)
+        arrays = list(calibration_arrays(calib, imgsz, False))
+        stats = calibrate(prepare(cl_paths["fp32"], work), lambda: iter(arrays), QuantConfig())  # one pass for all
+        for meth in extra:
+            p = quantize_ptq(cl_paths["fp32"], work / f"m_{meth}.onnx", lambda: iter(arrays), QuantConfig(method=meth),
+                             stats=stats)
+            s = _scores(p, ds, lin.classes, imgsz, groups_map, 8, args.threads)
+            methods[meth] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - s[g]["map50_95"]), 3) for g in groups}
+            print(f"  calib {meth}: drift {methods[meth]}", flush=True)
     if methods:
         methods[args.method] = {g: round(100 * (cl_scores["fp32"][g]["map50_95"] - cl_scores["int8"][g]["map50_95"]),
                                          3) for g in groups}
@@ -145,14 +179,18 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     if qat_scores:
         paths["qat_int8"] = qat_path
     lat = _latency(paths, imgsz, args.threads, args.iters)
+    profile = _op_profile({"FP32": cl_paths["fp32"], "INT8": cl_paths["int8"]}, imgsz, args.threads,
+                          args.profile_runs) if args.profile_runs else None
     cal = man["calibration"]
     result = {
         "model": f"{lin.arch} {imgsz}px, {run}",
         "run": str(run), "dataset": dataset, "protocol": protocol, "groups": groups,
         "eval": {"data": str(data), "split": "val", "images": man["eval"]["images"]},
         "cldet": _block(cl_scores, {"fp32": lat["cl_fp32"], "int8": lat["cl_int8"]}, groups, {
-            "calibration": {k: cal.get(k) for k in ("method", "images", "covered", "missing", "activations",
-                                                    "weights", "op_types", "sources")}}),
+            "calibration": {k: cal.get(k) for k in ("mode", "method", "images", "covered", "missing", "activations",
+                                                    "weights", "op_types", "sources", "auto")},
+            "float_layers": [{"why": g["why"], "nodes": len(g["nodes"]), "first": g["nodes"][:3]}
+                             for g in cal.get("float_layers", [])]}),
         "ultralytics": _block(ul_scores, {"fp32": lat["ul_fp32"], "int8": lat["ul_int8"]}, groups, {
             "calibration": {"images": args.calib_images, "split": "train",
                             "call": f"YOLO(pt).export(format='onnx', quantize=8, data='{data}', split='train', "
@@ -164,6 +202,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
                      "iters": args.iters, "warmup": 20, "alternated": "every iteration, order reversed every other",
                      "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
+        **({"op_profile": profile} if profile else {}),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"export-{dataset}-{protocol}"
@@ -192,6 +231,17 @@ def markdown(r: dict) -> str:
         lines += ["", "| cldet calibration | " + " | ".join(f"drift {x}" for x in g) + " |", "|---|" + "---|" * len(g)]
         for m, d in r["calib_methods_drift"].items():
             lines.append(f"| {m} | " + " | ".join(f"{d[x]:+.2f}" for x in g) + " |")
+    if r.get("op_profile"):
+        prof = r["op_profile"]
+        ops = sorted({o for v in prof.values() for o in v}, key=lambda o: -max(v.get(o, 0) for v in prof.values()))
+        lines += ["", "| op (ONNX Runtime, after its graph optimizer) | " + " | ".join(f"{k} ms" for k in prof) + " |",
+                  "|---|" + "---|" * len(prof)]
+        lines += [f"| {o} | " + " | ".join(f"{prof[k].get(o, 0):.2f}" for k in prof) + " |" for o in ops
+                  if max(prof[k].get(o, 0) for k in prof) >= 0.05]
+        lines += ["| total | " + " | ".join(f"{sum(prof[k].values()):.2f}" for k in prof) + " |"]
+    fl = r["cldet"].get("float_layers")
+    if fl:
+        lines += ["", "Kept float in cldet's INT8: " + "; ".join(f"{g['nodes']} node(s), {g['why']}" for g in fl) + "."]
     lines += ["", f"Drift = FP32 minus INT8 mAP50-95 in points on the {r['eval']['images']} images of the val split; "
               f"latency = ONNX Runtime CPU, {r['settings']['threads']} threads, batch 1, median of "
               f"{r['settings']['iters']} alternated runs. Both exporters calibrate on TRAIN images only.", ""]
@@ -231,13 +281,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA,
                     help=f"dataset yaml (val = evaluation, train = calibration; default {DEFAULT_DATA})")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--method", default="percentile", help="cldet calibration method for the headline numbers")
+    from cldet.export.options import ExportOptions
+
+    ap.add_argument("--method", default=ExportOptions.calib_method, help="cldet calibration method for the headline "
+                    "numbers (default: the export default)")
     ap.add_argument("--methods", default="", help="also compare these methods, e.g. minmax,percentile,entropy")
     ap.add_argument("--calib-images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--name", default=None, help="protocol label in the output file name (default: from the run path)")
     ap.add_argument("--qat-epochs", type=int, default=0, help="also export cldet QAT with this many epochs (0: skip)")
+    ap.add_argument("--profile-runs", type=int, default=60, help="per-op profile of cldet's FP32 and INT8 (0: skip)")
     args = ap.parse_args()
     args.run = args.run or [DEFAULT_RUN]
     for run in args.run:

@@ -24,7 +24,7 @@ MINI = ROOT / "data" / "chess-mini" / "data.yaml"
 CLASSES = ["white-pawn", "white-knight", "black-pawn", "black-knight"]
 GROUPS = {"step0": CLASSES[:2], "step1": CLASSES[2:], "all": CLASSES}
 IMGSZ = 192
-VERSION = "v4"  # bump to rebuild cached assets
+VERSION = "v5"  # bump to rebuild cached assets
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def build(cache: Path) -> Assets:
     except ImportError:
         export_run = None
     if export_run is not None:
-        export_run(root / "run", ExportOptions(out=a.fp32.parent, data=a.eval_yaml, calib_images=32, progress=False))
+        export_run(root / "run", ExportOptions(out=a.fp32.parent, int8="ptq", data=a.eval_yaml, calib_images=32,
+                                               progress=False))
     else:
         _standin_export(a, model, train_yaml)
     export_onnx(model, a.fp32_b1, IMGSZ, dynamic_batch=False)  # not in the manifest: runtime/bench tests only

@@ -254,3 +254,23 @@ def test_qat_export_end_to_end(tiny_run, tmp_path):
     q = m["calibration"]["qat"]
     assert m["calibration"]["mode"] == "qat" and q["train_images"] == 6 and q["steps"] == 1
     assert qdq_report(out / "model.int8.onnx")["QuantizeLinear"] > 50
+
+
+def test_manifest_names_the_float_layers_and_why(exported):
+    cal = exported["manifest"]["calibration"]
+    stem = [g for g in cal["float_layers"] if g["why"].startswith("reads the image")]
+    assert stem and stem[0]["nodes"] == ["/model.0/conv/Conv"], cal["float_layers"]
+    assert any("decode" in g["why"] for g in cal["float_layers"]) and len(cal["float_layers"]) >= 3
+    assert cal["mode"] == "auto" and cal["auto"]["chosen"] == "ptq"  # random head: PTQ and FP32 agree
+
+
+def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path):
+    """A negative tolerance makes any PTQ fail the gate: auto must fine-tune with QAT and record both drifts."""
+    from cldet.export.pipeline import ExportOptions, export_run
+
+    m = export_run(tiny_run, ExportOptions(out=tmp_path / "o", drift_tolerance=-1.0, qat_epochs=1, qat_images=6,
+                                           calib_images=4, eval_limit=2, progress=False, calib_method="minmax"))
+    auto = m["calibration"]["auto"]
+    assert auto["tolerance"] == -1.0 and "qat_worst_drift" in auto and auto["qat"]["steps"] >= 1
+    assert auto["chosen"] in ("ptq", "qat")
+    assert auto["chosen"] == "qat" if auto["qat_worst_drift"] < auto["ptq_worst_drift"] else auto["chosen"] == "ptq"
