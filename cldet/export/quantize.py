@@ -40,7 +40,7 @@ class QuantConfig:
     """What `quantize_ptq` does; every field is written into the manifest's calibration summary."""
 
     target: str = "cpu"
-    method: str = "percentile"
+    method: str = "minmax"
     percentile: float = 99.999
     per_channel: bool = True
     reduce_range: bool = False  # 7-bit weights: no int16 saturation in the U8S8 kernels of x86 CPUs without VNNI
