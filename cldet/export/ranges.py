@@ -84,8 +84,9 @@ def _augmented_session(proto, tensors: list[str], threads: int | None):
 
 
 class _Hist:
-    """A fixed-width histogram that grows by whole bins when values fall outside it (and halves its resolution
-    when it would pass 4 x BINS bins), so one pass over the images suffices."""
+    """A fixed-width histogram that grows by whole bins when values fall outside it (halving its resolution when
+    it passes 4 x BINS bins, or re-binning onto a coarser grid when the values land far outside), so one pass over
+    the images suffices."""
 
     def __init__(self, v: np.ndarray, bins: int):
         lo, hi = float(v.min()), float(v.max())
@@ -99,7 +100,10 @@ class _Hist:
         return self.lo + self.width * len(self.counts)
 
     def add(self, v: np.ndarray) -> None:
-        lo, hi = float(v.min()), float(v.max())
+        lo, hi = min(float(v.min()), self.lo), max(float(v.max()), self.hi)
+        if (hi - lo) / self.width > 4 * self.bins:  # far outside: one coarser grid over the union, old counts moved
+            width = (hi - lo) / self.bins * (1 + 1e-6)
+            self.counts, self.lo, self.width = self.over(lo, lo + width * self.bins, self.bins), lo, width
         if lo < self.lo:
             k = int(np.ceil((self.lo - lo) / self.width))
             self.counts = np.concatenate([np.zeros(k, np.int64), self.counts])
