@@ -199,6 +199,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
                                 {"qat": qat_info})} if qat_scores else {}),
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
+                     "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                      "iters": args.iters, "warmup": 20, "alternated": "every iteration, order reversed every other",
                      "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
