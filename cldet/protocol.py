@@ -142,12 +142,6 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
     m, s = once(base, lambda: train(base_job(base, p.steps[0]), bcfg))
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
-    all_classes = [c for step in p.steps for c in step]
-    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
-    if joint:
-        jrun = root / "joint"
-        _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))
-        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
     for method in methods or p.methods:
         real = ALIASES.get(method, method)
         dcfg = DistillConfig(method=real, replay_images=p.replay_images if real == "replay" else 0, **p.distill)
@@ -160,6 +154,14 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
             steps.append({"metrics": m, "seconds": s, "curve": _curve(run)})
             prev = run
         res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
+        write_json_atomic(root / "partial.json", res)
+    # the joint upper bound last: it is the longest run, and the methods' results need only the base
+    all_classes = [c for step in p.steps for c in step]
+    jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
+    if joint:
+        jrun = root / "joint"
+        _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))
+        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
         write_json_atomic(root / "partial.json", res)
     return res
 
