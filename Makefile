@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1
 # resolve to a CPU wheel that torchvision cannot load its C ops against).
 TORCH   := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test bench-cl bench-export lint-docker clean
+.PHONY: install demo test wheel-demo bench-cl bench-export lint-docker clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cldet demo --out demo-out
 
+# PYTHONPATH: the code under test is this tree's, also where the virtualenv is shared with another clone (.ci/run)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -q tests $(PYTEST_ARGS)
+
+# a wheel installed into a fresh virtualenv outside the checkout runs `cldet demo` (its data and models inside it)
+wheel-demo:
+	PY=$(PY) TORCH="$(TORCH)" .ci/wheel-demo
 
 # The studies behind the README tables (benchmarks/, run against the installed package). bench-export scores
 # the INT8 export of a run that bench-cl trains; RUN and DATA pick another one.

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from cldet.core.assets import CHESS_MINI
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,7 +34,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a finished run (its model is the teacher)")
-    ap.add_argument("--data", type=Path, default=ROOT / "data" / "chess-mini" / "data.yaml")
+    ap.add_argument("--data", type=Path, default=CHESS_MINI)
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--iters", type=int, default=10)

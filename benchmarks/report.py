@@ -12,18 +12,73 @@ import numpy as np
 
 from cldet.core.files import write_json_atomic
 
-__all__ = ["write_outputs", "markdown_table", "plot_steps"]
+__all__ = ["write_outputs", "markdown_table", "plot_steps", "plot_curves", "convergence"]
 
 
 def write_outputs(summary: dict, results_dir: Path, quick: bool = False) -> dict[str, Path]:
     """JSON, a markdown table and a PNG of mAP per class group across steps."""
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = f"cl-{summary['dataset']}-{summary['protocol']}" + ("-quick" if quick else "")
-    paths = {"json": results_dir / f"{stem}.json", "md": results_dir / f"{stem}.md", "png": results_dir / f"{stem}.png"}
+    paths = {"json": results_dir / f"{stem}.json", "md": results_dir / f"{stem}.md", "png": results_dir / f"{stem}.png",
+             "curves": results_dir / f"{stem}-curves.png"}
     write_json_atomic(paths["json"], summary)
     paths["md"].write_text(markdown_table(summary))
     plot_steps(summary, paths["png"])
+    if not plot_curves(summary, paths["curves"]):
+        del paths["curves"]
     return paths
+
+
+def _all_curve(curve: list[dict]) -> list[float]:
+    return [r["metrics"]["all"]["map50_95"] for r in curve if "all" in r.get("metrics", {})]
+
+
+def convergence(curve: list[dict], last: int = 3) -> float | None:
+    """Points of val mAP50-95 (all classes) the run moved over its last `last` epochs (max - min of the last
+    last + 1 values); < 1 point is the protocols' convergence criterion."""
+    ys = _all_curve(curve)
+    if len(ys) < last + 1:
+        return None
+    tail = ys[-(last + 1):]
+    return 100 * (max(tail) - min(tail))
+
+
+def plot_curves(s: dict, path: Path) -> bool:
+    """Learning curves (val mAP50-95 after every epoch) of the base, the joint model and each method's increments,
+    one after the other on one epoch axis: the evidence that the models compared had finished learning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = s["base"].get("curve") or []
+    if not base:
+        return False
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    xb = [r["epoch"] for r in base]
+    ax.plot(xb, _all_curve(base), color="k", label="base (step-0 classes)")
+    joint = s["methods"].get("joint", {}).get("curves", [[]])[0]
+    if joint:
+        ax.plot([r["epoch"] for r in joint], _all_curve(joint), color="k", ls="--", label="joint (all classes)")
+    for name, m in s["methods"].items():
+        if name == "joint":
+            continue
+        x0 = xb[-1]
+        for k, c in enumerate(m.get("curves") or []):
+            if not c:
+                continue
+            ax.plot([x0 + r["epoch"] for r in c], _all_curve(c), label=f"{name} (all classes so far)" if k == 0 else None,
+                    color=f"C{list(s['methods']).index(name)}")
+            x0 += c[-1]["epoch"]
+    ax.set_xlabel("epoch (increments continue after the base)")
+    ax.set_ylabel("val mAP50-95")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(f"{s['dataset']} / {s['protocol']}: learning curves")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def markdown_table(s: dict) -> str:
@@ -41,7 +96,16 @@ def markdown_table(s: dict) -> str:
                      f"{v('all')} | {v('all', 'map50')} | {'-' if m['ratio_to_joint'] is None else format(m['ratio_to_joint'], '.3f')} | {'' if fo is None else f'{100 * fo:.1f}'} | "
                      f"{np.mean(m['seconds_per_step']):.0f} |")
     b = s["base"]["metrics"]["step0"]
-    lines += ["", f"Base model (step 0 classes): mAP50-95 {b['map50_95']:.3f}, mAP50 {b['map50']:.3f}."]
+    lines += ["", f"Base model (step 0 classes, {s['base'].get('epochs', '?')} epochs): mAP50-95 {b['map50_95']:.3f}, "
+              f"mAP50 {b['map50']:.3f}."]
+    moved = {"base": convergence(s["base"].get("curve") or [])}
+    if "joint" in s["methods"]:
+        moved["joint"] = convergence(s["methods"]["joint"].get("curves", [[]])[0])
+    known = {k: v for k, v in moved.items() if v is not None}
+    if known:
+        lines.append("Convergence (val mAP50-95 moved over the last 3 epochs): "
+                     + ", ".join(f"{k} {v:.1f} pts" for k, v in known.items())
+                     + (f"; joint trained {s['joint_epochs']} epochs." if s.get("joint_epochs") else "."))
     if "cost" in s:
         c = s["cost"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731

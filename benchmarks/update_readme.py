@@ -13,13 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {"cl-results": "cl-*.md", "ablation-results": "ablation-*.md", "export-results": "export-*.md"}
 
 
+def _images(md: Path) -> str:
+    """The table's plots, where they exist: the per-step PNG and the learning curves."""
+    return "".join(f"\n\n![{png.stem}](benchmarks/results/{png.name})" for png in
+                   (md.with_suffix(".png"), md.with_name(f"{md.stem}-curves.png")) if png.exists())
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for marker, pattern in SECTIONS.items():
         files = sorted(p for p in (ROOT / "benchmarks" / "results").glob(pattern) if "-quick" not in p.name)
-        body = "\n".join(p.read_text().strip() + (f"\n\n![{p.stem}](benchmarks/results/{p.stem}.png)" if p.with_suffix(".png").exists() else "")
-                         for p in files) or "_No full run recorded yet._"
+        body = "\n".join(p.read_text().strip() + _images(p) for p in files) or "_No full run recorded yet._"
         text, n = re.subn(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
         if not n:
             print(f"README.md has no <!-- {marker}:start/end --> markers", file=sys.stderr)

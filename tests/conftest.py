@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cldet.core.assets import CHESS_MINI
+
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-MINI = ROOT / "data" / "chess-mini" / "data.yaml"
+MINI = CHESS_MINI
 
 
 @pytest.fixture(scope="session")

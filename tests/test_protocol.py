@@ -15,6 +15,7 @@ from tests.conftest import ROOT, SHARED
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.shared
 def test_quick_protocol_writes_issue_schema(tmp_path):
     if not (SHARED / "data" / "chess13").is_dir():
         pytest.skip("../shared/data/chess13 not present")
@@ -46,5 +47,27 @@ def test_demo_command(tmp_path):
     r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--epochs", "1"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     md = (tmp_path / "demo" / "cl-chess-mini-demo.md").read_text()
-    assert "| finetune |" in md and "| ours |" in md
+    assert "| finetune |" in md and "| ours |" in md and "| base (before) |" in md and "time (s)" in md
     assert (tmp_path / "demo" / "cl-chess-mini-demo.png").stat().st_size > 10_000
+    js = json.loads((tmp_path / "demo" / "cl-chess-mini-demo.json").read_text())
+    # the bundled base is converged: it detects the white pieces of the demo's validation photos
+    assert js["base"]["metrics"]["old"]["map50_95"] > 0.5
+    assert js["scene"]["boxes"]["base"]["old"] >= 3 and js["scene"]["boxes"]["base"]["new"] == 0
+    for name in ("finetune", "ours"):
+        assert js["methods"][name]["seconds"] > 0 and (tmp_path / "demo" / "runs" / name / "lineage.json").is_file()
+        assert (tmp_path / "demo" / "runs" / name / "train.log").stat().st_size > 0  # Ultralytics' output went here
+    import cv2
+
+    scene = cv2.imread(str(tmp_path / "demo" / "demo-scene.jpg"))
+    assert scene is not None and scene.shape[1] > 3 * 500  # three panels side by side
+    # quiet by default: Ultralytics' argument dump and per-epoch tables are not on the console
+    assert "Starting training" not in r.output and "optimizer:" not in r.output
+
+
+def test_demo_refuses_missing_base(tmp_path):
+    from cldet.core.errors import RunError
+    from cldet.demo import DemoOptions, run_demo
+
+    with pytest.raises(RunError, match="demo base model"):
+        run_demo(DemoOptions(out=tmp_path / "d"), base=tmp_path / "nope")
+    assert not (tmp_path / "d").exists()

@@ -31,6 +31,8 @@ class TrainJob:
     resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
     curves: bool = field(default=False, metadata=option(
         "score the model per class group after every epoch (RUN/curves.json; slower)"))
+    verbose: bool = field(default=False, metadata=option(
+        "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
 
 
 @dataclass
@@ -49,6 +51,8 @@ class LearnJob:
     resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
     curves: bool = field(default=False, metadata=option(
         "score the model per class group after every epoch (RUN/curves.json; slower)"))
+    verbose: bool = field(default=False, metadata=option(
+        "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
 
 
 @dataclass

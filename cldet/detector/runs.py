@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.data import load_dataset, resolve_classes
+from ..core.assets import BACKBONE
 from ..core.errors import RunError
 from .config import DistillConfig, TrainConfig
 from .jobs import EvalJob, LearnJob, TrainJob
@@ -27,7 +28,7 @@ __all__ = ["train", "learn", "evaluate_run", "DEFAULT_INIT"]
 
 log = logging.getLogger("cldet")
 PENDING = "pending.json"
-DEFAULT_INIT = Path(__file__).resolve().parents[2] / "weights" / "yolov5nu-coco-backbone-neck.pt"
+DEFAULT_INIT = BACKBONE
 
 
 def _prepare_out(out: Path, resume: bool) -> bool:
@@ -79,7 +80,7 @@ def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, gr
 
 
 def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig, resume: bool,
-                 curve=None) -> Path:
+                 curve=None, verbose: bool = False) -> Path:
     from .trainer import CLTrainer
 
     last = out / "train" / "weights" / "last.pt"
@@ -95,19 +96,15 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
             patience=tcfg.patience, fraction=tcfg.fraction, project=str(out.resolve()), name="train", exist_ok=True,
             plots=False, val=False, amp=False, verbose=False, save_period=-1,
         )
-    from ultralytics.utils import LOGGER
+    from .console import training_console
 
-    level = LOGGER.level
-    LOGGER.setLevel(logging.INFO)  # Ultralytics shows its per-epoch progress bar only at INFO
-    try:
-        trainer = CLTrainer(overrides=overrides)
-        if curve is not None:
-            trainer.add_callback("on_fit_epoch_end", curve)
+    trainer = CLTrainer(overrides=overrides)
+    if curve is not None:
+        trainer.add_callback("on_fit_epoch_end", curve)
+    with training_console(trainer, out, verbose=verbose, label=f"{out.name}") as logfile:
         trainer.train()
-    finally:
-        LOGGER.setLevel(level)
     if not last.exists():
-        raise RunError(f"training finished without {last}; see the log above.")
+        raise RunError(f"training finished without {last}; see {logfile}.")
     return last
 
 
@@ -199,7 +196,7 @@ def train(job: TrainJob, tcfg: TrainConfig) -> Lineage:
         inc.data["staged"] = staged.summary()
     ev = Path(job.eval_data or data_yaml)
     curve = _curve_callback(out, ev, names, tcfg.imgsz, {"step0": names, "all": names}) if job.curves else None
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
+    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve, job.verbose)
     return _finish(out, last, names, tcfg.imgsz, inc, None, arch, ev, started)
 
 
@@ -258,7 +255,7 @@ def learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> Lineage:
     ev = Path(job.eval_data or data_yaml)
     groups = _groups(Lineage(arch=parent.arch, imgsz=tcfg.imgsz, classes=names, increments=[*parent.increments, inc]))
     curve = _curve_callback(out, ev, names, tcfg.imgsz, groups) if job.curves else None
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve)
+    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve, job.verbose)
     return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, ev, started)
 
 

@@ -1,12 +1,13 @@
-"""Deploy test assets: a small trained detector, its FP32/INT8 ONNX and a manifest, built once and cached.
+"""Deploy test assets: a trained detector, its FP32/INT8 ONNX and a manifest, built once and cached.
 
-Why train at all: the parity and drift tests need a model with real, confident detections; a random head
-gives near-constant scores that any pipeline reproduces. A 4-class yolov5nu from the COCO backbone+neck,
-4 epochs at 192 px on chess13's training split (~1.5 min on 2 CPU cores), reaches mAP50 ~0.3.
-The FP32/INT8 ONNX and manifest come from the real `cldet export` (export_run); where the export stage is
-absent, a minimal stand-in (same export_onnx, ORT's static quantizer with U8 activations / S8 per-channel
-weights, manifest in the documented schema) takes its place. A fixed-batch-1 FP32 copy is added for the
-runtime and bench tests.
+Why a trained model: the parity and drift tests need real, confident detections; a random head gives
+near-constant scores that any pipeline reproduces. The model is one real increment from the bundled demo base
+(6 white piece classes, converged on the full chess13 split): `learn` adds black-pawn and black-knight from the
+bundled chess-mini photos for a few epochs. So the old classes detect as well as the base does, with or without
+../shared, and the manifest has two increments' class groups. The FP32/INT8 ONNX and manifest come from the real
+`cldet export` (export_run); where the export stage is absent, a minimal stand-in (same export_onnx, ORT's
+static quantizer with U8 activations / S8 per-channel weights, manifest in the documented schema) takes its
+place. A fixed-batch-1 FP32 copy is added for the runtime and bench tests.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from cldet.core.assets import CHESS_MINI, DEMO_BASE
+
 ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "chess13" / "data.yaml"
-MINI = ROOT / "data" / "chess-mini" / "data.yaml"
-CLASSES = ["white-pawn", "white-knight", "black-pawn", "black-knight"]
-GROUPS = {"step0": CLASSES[:2], "step1": CLASSES[2:], "all": CLASSES}
-IMGSZ = 192
-VERSION = "v5"  # bump to rebuild cached assets
+MINI = CHESS_MINI
+OLD = ["white-bishop", "white-king", "white-knight", "white-pawn", "white-queen", "white-rook"]  # the demo base's
+NEW = ["black-pawn", "black-knight"]
+CLASSES = OLD + NEW
+GROUPS = {"step0": OLD, "step1": NEW, "all": CLASSES}
+IMGSZ = 320  # the demo base's input size
+EPOCHS = 3
+VERSION = "v6"  # bump to rebuild cached assets
 
 
 @dataclass(frozen=True)
@@ -104,22 +109,20 @@ def reference_metrics(artifact: Path, eval_yaml: Path) -> dict:
 
 
 def build(cache: Path) -> Assets:
-    """Train + export into `cache/VERSION` unless a complete set is already there."""
+    """Learn + export into `cache/VERSION` unless a complete set is already there."""
     root = (cache / VERSION).resolve()  # absolute: Ultralytics re-roots a relative project under runs/detect
-    train_yaml = SHARED_DATA if SHARED_DATA.is_file() else MINI
-    a = _paths(root, train_yaml)
+    a = _paths(root, MINI)
     if a.manifest.is_file() and a.checkpoint.is_file():
         return a
     for old in root.parent.glob("v*"):  # earlier asset versions and a half-built one
         shutil.rmtree(old, ignore_errors=True)
     root.mkdir(parents=True)
-    from cldet.api import train
+    from cldet.api import learn
     from cldet.detector.model import load_checkpoint
     from cldet.export.onnx_export import export_onnx
 
-    epochs = 4 if train_yaml == SHARED_DATA else 20
-    train(train_yaml, root / "run", classes=",".join(CLASSES), epochs=epochs, imgsz=IMGSZ, batch=16, workers=0,
-          close_mosaic=0)
+    learn(from_run=DEMO_BASE, data=MINI, new_classes=",".join(NEW), out=root / "run", old_labels=False,
+          epochs=EPOCHS, imgsz=IMGSZ, batch=16, workers=0, close_mosaic=0)
     model, _ = load_checkpoint(a.checkpoint)
     try:  # the real `cldet export` (what the board receives), when the export stage is present
         from cldet.export.pipeline import ExportOptions, export_run
@@ -129,7 +132,7 @@ def build(cache: Path) -> Assets:
         export_run(root / "run", ExportOptions(out=a.fp32.parent, int8="ptq", data=a.eval_yaml, calib_images=32,
                                                progress=False))
     else:
-        _standin_export(a, model, train_yaml)
+        _standin_export(a, model, MINI)
     export_onnx(model, a.fp32_b1, IMGSZ, dynamic_batch=False)  # not in the manifest: runtime/bench tests only
     return a
 

@@ -172,3 +172,27 @@ def test_resume_after_kill(runs, mini_yaml, tmp_path):
     assert r.exit_code == 0, r.output
     lin = read_lineage(out)
     assert lin.last.classes_added == ["black-king"] and len(list(csv.DictReader(open(out / "train" / "results.csv")))) == 3
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_console_is_quiet_unless_verbose(runs, mini_yaml, tmp_path, verbose):
+    """By default Ultralytics' argument dump and tables go to RUN/train.log; the console gets one bar and a line per
+    epoch. --verbose shows Ultralytics' output as well."""
+    import os
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "cldet.cli", "learn", "--from", str(runs / "base"), "--data", str(mini_yaml),
+            "--new-classes", "black-king", "--out", str(out), "--no-old-labels", "--epochs", "2", "--imgsz", "128",
+            "--batch", "8", "--workers", "0"] + (["--verbose"] if verbose else [])
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    console = r.stdout + r.stderr
+    log = (out / "train.log").read_text()
+    assert "Starting training for 2 epochs" in log and "optimizer:" in log  # nothing of Ultralytics' output is lost
+    assert "\r\033[K" not in log  # its progress-bar redraws are not
+    assert "epoch 1/2" in console and "epoch 2/2" in console
+    if verbose:
+        assert "Starting training for 2 epochs" in console
+    else:
+        assert "Starting training" not in console and "optimizer:" not in console and "Ultralytics" not in console
+        assert len(console.splitlines()) < 40, console[-3000:]

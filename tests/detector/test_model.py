@@ -5,9 +5,9 @@ import torch
 
 from cldet.detector.model import build_model, load_backbone, load_checkpoint, save_checkpoint, widen_head
 from cldet.core.errors import RunError
-from tests.conftest import ROOT
+from cldet.core.assets import BACKBONE
 
-WEIGHTS = ROOT / "weights" / "yolov5nu-coco-backbone-neck.pt"
+WEIGHTS = BACKBONE
 
 
 @pytest.fixture(scope="module")
