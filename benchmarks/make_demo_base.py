@@ -43,7 +43,7 @@ classes of chess13's full training split (606 images), from the COCO backbone+ne
   Ultralytics' default augmentation; {inc.seconds / 60:.0f} min on a 2-core CPU
 - converged: chess13 val mAP50-95 {m["map50_95"]:.3f} (mAP50 {m["map50"]:.3f}); it moved {moved:.1f} points over the
   last 3 epochs (curves.json has every epoch)
-- data fingerprints (sha256 over the image and label files): train `{inc.data["train_fingerprint"][:16]}...`,
+- data fingerprints (sha256 over image names, sizes and label files): train `{inc.data["train_fingerprint"][:16]}...`,
   val `{inc.data["val_fingerprint"][:16]}...` (lineage.json has them in full)
 - model.pt sha256 `{inc.artifacts["model.pt"]}` (checked by cldet whenever the run is read)
 
