@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["LOG_NAME", "training_console"]
+__all__ = ["LOG_NAME", "TrainingConsole", "training_console"]
 
 LOG_NAME = "train.log"
 
@@ -65,8 +65,10 @@ class _RunBar:
 
         if self.bar is None:
             nb = len(trainer.train_loader)
+            tty = getattr(self.stream, "isatty", lambda: False)()
             self.bar = tqdm(total=trainer.epochs * nb, initial=trainer.epoch * nb, desc=self.label, unit="batch",
-                            file=self.stream, dynamic_ncols=True, leave=True)
+                            file=self.stream, dynamic_ncols=True, leave=True,
+                            mininterval=0.1 if tty else 10.0)  # a log file or pipe gets a redraw every 10 s at most
         self.bar.set_postfix_str(f"epoch {trainer.epoch + 1}/{trainer.epochs}", refresh=False)
 
     def on_train_batch_end(self, trainer) -> None:
@@ -84,11 +86,24 @@ class _RunBar:
             self.bar = None
 
 
-@contextlib.contextmanager
-def training_console(trainer, out: Path, verbose: bool = False, label: str | None = None) -> Iterator[Path]:
-    """Route Ultralytics' output of `trainer` into `out/train.log` (and, with `verbose`, to the console too).
+class TrainingConsole:
+    """What `training_console` yields: the log file's path, and `attach(trainer)` for the run bar."""
 
-    Restores Ultralytics' logger as it was on exit; the stdout redirection lasts only while training runs.
+    def __init__(self, path: Path, bar: _RunBar) -> None:
+        self.path, self._bar = path, bar
+
+    def attach(self, trainer) -> None:
+        """Draw the run bar and the per-epoch lines from `trainer`'s callbacks."""
+        for event in ("on_train_epoch_start", "on_train_batch_end", "on_fit_epoch_end", "on_train_end"):
+            trainer.add_callback(event, getattr(self._bar, event))
+
+
+@contextlib.contextmanager
+def training_console(out: Path, verbose: bool = False, label: str | None = None) -> Iterator[TrainingConsole]:
+    """Route Ultralytics' output into `out/train.log` (and, with `verbose`, to the console too) while the block runs.
+
+    Build the trainer inside the block (its constructor already logs) and `attach` it. Ultralytics' logger is
+    restored as it was on exit; the stdout redirection lasts only while the block runs.
     """
     from ultralytics.utils import LOGGER
 
@@ -101,19 +116,17 @@ def training_console(trainer, out: Path, verbose: bool = False, label: str | Non
         LOGGER.addHandler(file_handler)
         LOGGER.setLevel(logging.INFO)  # Ultralytics logs its tables at INFO
         try:
-            if verbose:
-                yield path
-                return
-            for h in handlers:
-                LOGGER.removeHandler(h)
             bar = _RunBar(label or f"train {out.name}", sys.stderr)
-            for event in ("on_train_epoch_start", "on_train_batch_end", "on_fit_epoch_end", "on_train_end"):
-                trainer.add_callback(event, getattr(bar, event))
             try:
+                if verbose:  # Ultralytics' own output stays on the console, beside the run bar
+                    yield TrainingConsole(path, bar)
+                    return
+                for h in handlers:
+                    LOGGER.removeHandler(h)
                 with contextlib.redirect_stdout(_LogStream(fh)):
-                    yield path
+                    yield TrainingConsole(path, bar)
             finally:
-                bar.on_train_end(trainer)
+                bar.on_train_end(None)
         finally:
             LOGGER.removeHandler(file_handler)
             for h in handlers:

@@ -7,6 +7,7 @@ Ultralytics' own `.pt` files are pickles; cldet writes those only as scratch fil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -33,11 +34,18 @@ log = logging.getLogger("cldet")
 CKPT_FORMAT = "cldet-ckpt/1"
 
 
-def _quiet_ultralytics() -> None:
-    """Ultralytics' per-layer chatter off; the offline switch is set by `_offline` on import."""
+@contextlib.contextmanager
+def _quiet_ultralytics():
+    """Ultralytics' per-layer chatter off while a model is built, its logger's level restored after (a teacher is
+    built inside a running trainer, whose log must go on); the offline switch is set by `_offline` on import."""
     from ultralytics.utils import LOGGER
 
+    level = LOGGER.level
     LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
 
 
 def detect_head(model: nn.Module) -> nn.Module:
@@ -51,11 +59,11 @@ def detect_head(model: nn.Module) -> nn.Module:
 
 def build_model(arch: str | dict, names: list[str], verbose: bool = False) -> nn.Module:
     """A fresh Ultralytics DetectionModel for `arch` (yaml name/path or dict) with one output per name."""
-    _quiet_ultralytics()
     from ultralytics.nn.tasks import DetectionModel
 
     cfg = dict(arch) if isinstance(arch, dict) else arch
-    model = DetectionModel(cfg, nc=len(names), verbose=verbose)
+    with _quiet_ultralytics():
+        model = DetectionModel(cfg, nc=len(names), verbose=verbose)
     model.names = dict(enumerate(names))
     return model
 

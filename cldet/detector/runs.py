@@ -98,13 +98,14 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
         )
     from .console import training_console
 
-    trainer = CLTrainer(overrides=overrides)
-    if curve is not None:
-        trainer.add_callback("on_fit_epoch_end", curve)
-    with training_console(trainer, out, verbose=verbose, label=f"{out.name}") as logfile:
+    with training_console(out, verbose=verbose, label=f"{out.name}") as console:
+        trainer = CLTrainer(overrides=overrides)  # inside: its constructor logs already
+        console.attach(trainer)
+        if curve is not None:
+            trainer.add_callback("on_fit_epoch_end", curve)
         trainer.train()
     if not last.exists():
-        raise RunError(f"training finished without {last}; see {logfile}.")
+        raise RunError(f"training finished without {last}; see {console.path}.")
     return last
 
 

@@ -90,7 +90,7 @@ def test_engine_artifact_compared_with_its_source(workdir, assets):
         (lambda raw: raw["artifacts"]["int8"].update(sha256="0" * 64), "sha256"),
         (lambda raw: raw.update(classes=CLASSES + ["white-queen"]), "classes"),
         (lambda raw: raw.update(classes=CLASSES[::-1]), "classes"),
-        (lambda raw: raw["input"].update(imgsz=320), "320 px"),
+        (lambda raw: raw["input"].update(imgsz=IMGSZ + 32), f"says {IMGSZ + 32} px"),
         (lambda raw: raw["artifacts"]["int8"].update(metrics={}), "no host reference"),
         (lambda raw: raw["artifacts"]["int8"]["metrics"].pop("step0"), "step0"),
         (lambda raw: raw.update(format="something-else"), "not a cldet manifest"),
