@@ -42,7 +42,7 @@ def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> d
     from cldet.deploy.runtime import open_backend
 
     res = evaluate(open_backend(path, provider="cpu", threads=threads), ds, "val", names, imgsz, groups=groups, batch=batch, progress=False)
-    return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+    return res.scores()
 
 
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:

@@ -29,6 +29,10 @@ class EvalResult:
     groups: dict[str, GroupMetrics]
     images: int
 
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Group -> {"map50_95", "map50"}: what lineage.json, the manifest and the results JSON record."""
+        return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in self.groups.items()}
+
     def as_dict(self) -> dict:
         return {
             "images": self.images,

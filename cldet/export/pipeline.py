@@ -16,13 +16,13 @@ from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, f
     from_reservoir, merge
 from ..core.data import load_dataset
 from ..core.files import sha256_file
+from ..core.manifest import read_manifest
 from ..detector.lineage import CHECKPOINT, read_lineage
 from ..core.errors import CldetError, MissingRuntimeError, RunError
 from .manifest_writer import artifact_entry, build_manifest, write_manifest
 from .options import INT8_MODES, ExportOptions
 
 __all__ = ["ExportOptions", "export_run", "artifact_names", "INT8_MODES"]
-INT8_MODES = ("auto", "ptq", "qat", "none")
 
 log = logging.getLogger("cldet")
 
@@ -133,7 +133,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
             res = evaluate(open_backend(path, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
                            limit=opts.eval_limit, progress=opts.progress)
             log.info("%s: %s", path.name, ", ".join(f"{g} {m.map50_95:.4f}" for g, m in res.groups.items()))
-            return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+            return res.scores()
 
         metrics = {key: score(stage / f) for key, f in files.items()
                    if not key.startswith("engine") and key != "fp32_nms"}  # NMS layout, engines: scored on the board
@@ -167,7 +167,8 @@ def _build_engines(out: Path, manifest: dict, opts: ExportOptions) -> None:
         import tensorrt as trt
 
         major = int(trt.__version__.split(".")[0])
-    src = {k: out / a["file"] for k, a in manifest["artifacts"].items()}
+    written = read_manifest(out / "manifest.json")
+    src = {k: written.file_of(k) for k in written.artifacts}
     plans = [engine_plan(p, out, src.get("int8"), src.get("fp32"), src.get("fp16"), major=major,
                          workspace_gb=opts.workspace_gb) for p in engine_precisions(opts)]
     manifest["engine_builds"] = {p.engine.name: {**p.as_dict(), "source": "int8" if p.precision == "int8" else
@@ -207,12 +208,11 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         return record
     log.warning("PTQ drifts %.2f points (> %.2f) on a class group; running QAT distilled from the FP32 model",
                 ptq, opts.drift_tolerance)
-    from .qat import QATConfig, export_qat
+    from .qat import export_qat
 
     qat_path = stage / ".model.int8.qat.onnx"
-    qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target, method=opts.calib_method,
-                     percentile=opts.percentile, float_nodes=tuple(opts.keep_float))
-    record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, qcfg, progress=opts.progress, train_set=qat_set())
+    record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, _qat_config(opts), progress=opts.progress,
+                               train_set=qat_set())
     m = score(qat_path)
     qat = worst_drift(metrics["fp32"], m)
     record["qat_worst_drift"] = round(qat, 3)
@@ -222,6 +222,14 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         record["chosen"] = "qat"
     log.warning("auto INT8: PTQ worst drift %.2f, QAT %.2f -> %s", ptq, qat, record["chosen"].upper())
     return record
+
+
+def _qat_config(opts: ExportOptions):
+    """The QAT settings of `--int8 qat` and of auto's fallback: the export's target, calibration and float layers."""
+    from .qat import QATConfig
+
+    return QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target, method=opts.calib_method,
+                     percentile=opts.percentile, float_nodes=tuple(opts.keep_float))
 
 
 def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOptions,
@@ -257,10 +265,8 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
     if opts.int8 in ("ptq", "auto"):
         quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads)
     else:
-        from .qat import QATConfig, export_qat
+        from .qat import export_qat
 
-        qcfg = QATConfig(epochs=opts.qat_epochs, images=opts.qat_images, target=opts.target,
-                         method=opts.calib_method, percentile=opts.percentile, float_nodes=tuple(opts.keep_float))
-        summary["qat"] = export_qat(model, calib, ds, int8, imgsz, qcfg, progress=opts.progress,
+        summary["qat"] = export_qat(model, calib, ds, int8, imgsz, _qat_config(opts), progress=opts.progress,
                                     train_set=qat_set)
     return summary

@@ -108,7 +108,7 @@ def _act_hook(lo: float, hi: float, symmetric: bool):
         scale = (hi - lo) / 255.0
         zp, qmin, qmax = int(round(-lo / scale)), 0, 255
 
-    def hook(module, inp):
+    def hook(_module, inp):
         return (torch.fake_quantize_per_tensor_affine(inp[0], scale, zp, qmin, qmax),)
 
     return hook

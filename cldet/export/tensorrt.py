@@ -21,7 +21,7 @@ from pathlib import Path
 from ..core.errors import ArtifactError, CldetError, MissingRuntimeError
 from ..core.files import atomic_path
 
-__all__ = ["EnginePlan", "engine_plan", "build_engine", "trtexec_command", "tensorrt_available", "PRECISIONS"]
+__all__ = ["EnginePlan", "engine_plan", "build_engine", "tensorrt_available", "PRECISIONS"]
 
 PRECISIONS = ("int8", "fp16")
 
@@ -99,16 +99,6 @@ def engine_plan(precision: str, out: Path, int8_onnx: Path | None = None, fp32_o
     name, imgsz = _input(Path(src))
     return EnginePlan(precision, Path(src), Path(out) / f"model.{precision}.engine", imgsz, name, max_batch,
                       workspace_gb, major)
-
-
-def trtexec_command(onnx_path: str | Path, engine_path: str | Path, imgsz: int, max_batch: int = 8,
-                    fp16_fallback: bool = True, workspace_gb: float = 2.0, major: int | None = None,
-                    precision: str = "int8") -> str:
-    """The trtexec command that builds an engine from `onnx_path` (for boards where only the CLI tool is there)."""
-    plan = EnginePlan(precision, Path(onnx_path), Path(engine_path), imgsz, "images", max_batch, workspace_gb,
-                      major or 11)
-    cmd = plan.trtexec()
-    return cmd.replace(" --fp16", "") if (precision == "int8" and not fp16_fallback) else cmd
 
 
 def build_engine(plan: EnginePlan, log_path: str | Path | None = None) -> Path:

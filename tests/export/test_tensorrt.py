@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cldet.core.errors import CldetError, MissingRuntimeError
-from cldet.export.tensorrt import build_engine, engine_plan, trtexec_command
+from cldet.export.tensorrt import build_engine, engine_plan
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -89,9 +89,9 @@ def test_plans_follow_the_tensorrt_version(trt_export):
     assert engine_plan("int8", out, major=11, **kw).flags == ()
     with pytest.raises(CldetError, match="export it first"):
         engine_plan("int8", out, int8_onnx=None)
-    assert "--stronglyTyped" in trtexec_command("a.onnx", "a.engine", 320, major=11)
-    cmd10 = trtexec_command("a.onnx", "a.engine", 320, major=10, fp16_fallback=False)
-    assert "--int8" in cmd10 and "--fp16" not in cmd10 and "--stronglyTyped" not in cmd10
+    assert "--stronglyTyped" in engine_plan("int8", out, major=11, **kw).trtexec()
+    cmd10 = engine_plan("int8", out, major=10, **kw).trtexec()  # weakly typed: INT8 plus FP16 for the float layers
+    assert "--int8" in cmd10 and "--fp16" in cmd10 and "--stronglyTyped" not in cmd10
 
 
 def _stand_in_tensorrt(version: str, calls: list) -> types.ModuleType:
