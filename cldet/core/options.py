@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import inspect
 import typing
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import CldetError
 
-__all__ = ["Option", "Spec", "option", "specs", "api_signature", "api_doc", "build", "bind"]
+__all__ = ["Option", "Spec", "option", "specs", "api_signature", "api_doc", "build", "bind", "ProgressOption"]
 
 _KEY = "cldet.option"
 
@@ -45,6 +45,13 @@ class Option:
 def option(help: str, **kw: Any) -> dict:
     """Field metadata declaring a user-facing option: `field(default=..., metadata=option("what it does"))`."""
     return {_KEY: Option(help, **kw)}
+
+
+@dataclass(kw_only=True)
+class ProgressOption:
+    """The progress-bar switch of every command that scores or times many images (export, check, bench)."""
+
+    progress: bool = field(default=True, metadata=option("progress bars", flag="--progress/--quiet"))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.options import option
+from ..core.options import ProgressOption, option
 
 __all__ = ["RuntimeOptions", "CheckOptions", "BenchOptions", "DEFAULT_TOLERANCE"]
 
@@ -16,7 +16,7 @@ DEFAULT_TOLERANCE = 1.0  # mAP50-95 points; PTQ INT8 vs FP32 noise on chess13 is
 
 
 @dataclass(kw_only=True)
-class RuntimeOptions:
+class RuntimeOptions(ProgressOption):
     """How an artifact is run (shared by check and bench)."""
 
     provider: str = field(default="auto", metadata=option(
@@ -24,7 +24,6 @@ class RuntimeOptions:
         "always run on TensorRT", choices=("auto", "cpu", "cuda", "tensorrt")))
     threads: int | None = field(default=None, metadata=option(
         "CPU threads for ONNX Runtime (default: the runtime's choice)", min=1))
-    progress: bool = field(default=True, metadata=option("progress bars", flag="--progress/--quiet"))
 
 
 @dataclass(kw_only=True)

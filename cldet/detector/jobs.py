@@ -11,11 +11,22 @@ from pathlib import Path
 
 from ..core.options import option
 
-__all__ = ["TrainJob", "LearnJob", "EvalJob"]
+__all__ = ["RunControl", "TrainJob", "LearnJob", "EvalJob"]
 
 
-@dataclass
-class TrainJob:
+@dataclass(kw_only=True)
+class RunControl:
+    """How `train` and `learn` run and report, beside what they read and write."""
+
+    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
+    curves: bool = field(default=False, metadata=option(
+        "score the model per class group after every epoch (RUN/curves.json; slower)"))
+    verbose: bool = field(default=False, metadata=option(
+        "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
+
+
+@dataclass(kw_only=True)
+class TrainJob(RunControl):
     """A base model (increment 0) on the first classes of a dataset."""
 
     data: Path = field(metadata=option("dataset yaml (YOLO format) with train and val splits"))
@@ -28,15 +39,10 @@ class TrainJob:
     arch: str = field(default="yolov5nu.yaml", metadata=option("Ultralytics architecture yaml"))
     eval_data: Path | None = field(default=None, metadata=option(
         "dataset yaml to score the result on (default: --data)"))
-    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
-    curves: bool = field(default=False, metadata=option(
-        "score the model per class group after every epoch (RUN/curves.json; slower)"))
-    verbose: bool = field(default=False, metadata=option(
-        "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
 
 
-@dataclass
-class LearnJob:
+@dataclass(kw_only=True)
+class LearnJob(RunControl):
     """One increment: new classes from new data, the previous run as the frozen teacher."""
 
     from_run: Path = field(metadata=option("previous run directory (its model becomes the frozen teacher)",
@@ -48,11 +54,6 @@ class LearnJob:
         "use labels of already-known classes present in the new data"))
     eval_data: Path | None = field(default=None, metadata=option(
         "dataset yaml with ALL classes labeled, to score old and new classes (default: --data)"))
-    resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
-    curves: bool = field(default=False, metadata=option(
-        "score the model per class group after every epoch (RUN/curves.json; slower)"))
-    verbose: bool = field(default=False, metadata=option(
-        "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
 
 
 @dataclass

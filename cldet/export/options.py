@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.options import option
+from ..core.options import ProgressOption, option
 
 __all__ = ["ExportJob", "ExportOptions", "CALIB_METHODS", "TARGETS", "INT8_MODES"]
 
@@ -20,7 +20,7 @@ class ExportJob:
 
 
 @dataclass
-class ExportOptions:
+class ExportOptions(ProgressOption):
     """How a run is exported; every field is an option of `cldet export` and a keyword of cldet.api.export."""
 
     out: Path | None = field(default=None, metadata=option("output folder (default RUN/export)"))
@@ -61,5 +61,4 @@ class ExportOptions:
         "score on the first N evaluation images only (quick checks)", unit="images", min=1))
     threads: int | None = field(default=None, metadata=option(
         "ONNX Runtime threads for host evaluation (default: the runtime's choice)", min=1))
-    progress: bool = field(default=True, metadata=option("progress bars", flag="--progress/--quiet"))
     workspace_gb: float = field(default=2.0, metadata=option("TensorRT builder workspace", unit="GiB"))
