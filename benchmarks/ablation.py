@@ -20,7 +20,7 @@ from cldet import api
 from cldet.core.files import write_json_atomic
 from cldet.detector.config import DEFAULT_METHOD, TrainConfig
 from cldet.detector.lineage import read_lineage
-from cldet.protocol import _joint_metrics, load_protocol, reuse
+from cldet.protocol import joint_metrics, load_protocol, reuse
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         last = root / folder / f"step{len(p.steps) - 1}"
         if (last / "lineage.json").exists():
             rows[name] = {"run": folder, "settings": None, "metrics": read_lineage(last).last.metrics}
-    joint = _joint_metrics(root / "joint", p) if (root / "joint" / "lineage.json").exists() else None
+    joint = joint_metrics(root / "joint", p) if (root / "joint" / "lineage.json").exists() else None
     summary = {"protocol": p.name, "dataset": p.dataset_name, "seed": args.seed, "train": tcfg.as_dict(),
                "base": base.last.metrics, "joint": joint, "rows": rows}
     out = args.results / f"ablation-{p.dataset_name}-{p.name}"

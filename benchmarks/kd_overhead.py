@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cldet.core.assets import CHESS_MINI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +48,7 @@ def main() -> int:
     new = [n for n in ds.names if n not in lin.classes][:6]
     names = lin.classes + new
     imgs = ds.images("train")[: args.batch]
-    x = torch.from_numpy(__import__("numpy").stack([letterbox(load_image(p), args.imgsz)[0] for p in imgs]))
+    x = torch.from_numpy(np.stack([letterbox(load_image(p), args.imgsz)[0] for p in imgs]))
     cls, boxes, bidx = [], [], []
     for i, p in enumerate(imgs):  # labels of the new classes only, as an increment sees them
         for r in read_labels(label_path_for(p), ds.nc):  # (approximate boxes: letterbox padding ignored)

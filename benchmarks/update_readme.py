@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ def _images(md: Path) -> str:
                    (md.with_suffix(".png"), md.with_name(f"{md.stem}-curves.png")) if png.exists())
 
 
-def main() -> int:
-    readme = ROOT / "README.md"
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md", help="the file whose marked sections are replaced")
+    readme = ap.parse_args(argv).readme
     text = readme.read_text()
     for marker, pattern in SECTIONS.items():
         files = sorted(p for p in (ROOT / "benchmarks" / "results").glob(pattern) if "-quick" not in p.name)

@@ -35,7 +35,7 @@ from .detector.config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
 from .detector.jobs import LearnJob, TrainJob
 from .detector.lineage import LINEAGE, read_lineage
 
-__all__ = ["Protocol", "load_protocol", "run_protocol", "summarise", "reuse", "ALIASES"]
+__all__ = ["Protocol", "load_protocol", "run_protocol", "joint_metrics", "summarise", "reuse", "ALIASES"]
 
 log = logging.getLogger("cldet")
 ALIASES = {"ours": DEFAULT_METHOD}
@@ -103,7 +103,7 @@ def _curve(run: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _joint_metrics(joint: Path, p: Protocol) -> dict:
+def joint_metrics(joint: Path, p: Protocol) -> dict:
     """The joint model scored with the protocol's groups (step k, old = all but the last step, new = last)."""
     cache = joint / f"protocol-{p.name}-eval.json"
     if cache.exists():
@@ -161,7 +161,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     if joint:
         jrun = root / "joint"
         _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))
-        res["joint"] = {"metrics": _joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
+        res["joint"] = {"metrics": joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
         write_json_atomic(root / "partial.json", res)
     return res
 
