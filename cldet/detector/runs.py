@@ -153,8 +153,7 @@ def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups:
     from .model import torch_predict
 
     data = load_dataset(data_yaml)
-    res = evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress)
-    return {g: {"map50_95": m.map50_95, "map50": m.map50} for g, m in res.groups.items()}
+    return evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress).scores()
 
 
 def _seed(seed: int) -> None:
