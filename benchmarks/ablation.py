@@ -33,6 +33,9 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "no-response": ("no response KD, no soft targets (method pseudo+feature)", "abl-no-response", {"method": "pseudo+feature"}),
     "no-pseudo": ("no pseudo labels (method feature+response)", "abl-no-pseudo", {"method": "feature+response"}),
     "box": ("+ box-distribution KD (box_weight=1)", "abl-box", {"box_weight": 1.0}),
+    "split": ("task loss split per class group (task_split=true)", "abl-split", {"task_split": True}),
+    "split-no-response": ("task_split, no response KD (method pseudo+feature)", "abl-split-no-response",
+                          {"task_split": True, "method": "pseudo+feature"}),
     "finetune": ("fine-tuning (lower bound)", "finetune", {"method": "finetune"}),
 }
 # runs made by earlier code, shown when present (not reproducible by this code)

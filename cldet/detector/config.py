@@ -88,6 +88,12 @@ class DistillConfig:
     box_weight: float = field(default=0.0, metadata=option(
         "weight (times the task's dfl gain) of box-distribution distillation where the teacher sees old objects",
         min=0))
+    # Ultralytics normalises its task loss by the sum of all target scores: pseudo labels of the old classes then
+    # scale down the new classes' share of the signal (measured: new classes learn slower than fine-tuning's).
+    # Split, each class group's targets train its own channels over its own target sum.
+    task_split: bool = field(default=False, metadata=option(
+        "task loss per class group: pseudo labels train the old class outputs and new labels the new ones, each "
+        "normalised by its own target sum"))
     replay_images: int = field(default=0, metadata=option(
         "method 'replay' only: old images to store and mix in (not exemplar-free)", unit="images", min=0))
 

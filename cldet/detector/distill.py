@@ -16,7 +16,7 @@ from ultralytics.utils.loss import v8DetectionLoss
 
 from .losses import (
     box_kd, feature_kd, level_maps, merge_targets, new_object_anchors, pseudo_labels, score_kd, soft_target_correction,
-    teacher_confidence,
+    split_targets, teacher_confidence,
 )
 
 __all__ = ["IncrementalDetectionModel", "Distiller", "IncrementalLoss"]
@@ -40,11 +40,19 @@ class _AssignerRecorder:
 
 
 class IncrementalLoss(v8DetectionLoss):
-    """Ultralytics' detection loss whose assigned targets stay readable after each call."""
+    """Ultralytics' detection loss whose assigned targets stay readable after each call.
 
-    def __init__(self, model, *args, **kwargs):
+    `channels` (a slice of the class outputs), optional: the classification loss trains only those channels
+    (through the loss' own per-class weight seam); the others are left to the distillation terms.
+    """
+
+    def __init__(self, model, *args, channels: slice | None = None, **kwargs):
         super().__init__(model, *args, **kwargs)
         self.assigner = _AssignerRecorder(self.assigner)
+        if channels is not None:
+            mask = torch.zeros(1, 1, self.nc, device=self.device)
+            mask[..., channels] = 1.0
+            self.class_weights = mask if self.class_weights is None else self.class_weights * mask
 
     @property
     def target_scores(self) -> torch.Tensor:
@@ -62,6 +70,8 @@ class Distiller:
                with soft_targets the task loss' old-class targets become max(assigned, teacher probability)
                instead of hard background, at the same anchors
       box_weight > 0: DFL box distributions distilled where the teacher sees old objects
+      task_split: the task loss runs twice, old-class targets on the old channels and new labels on the new
+               channels, each normalised by its own target sum
     """
 
     def __init__(self, teacher: torch.nn.Module, nc_old: int, cfg: dict):
@@ -83,10 +93,23 @@ class Distiller:
             batch, n_pseudo = merge_targets(batch, pl, tuple(img.shape[2:]), cfg["pseudo_gt_iou"])
         if preds is None:
             preds = model.forward(img)
-        if not isinstance(getattr(model, "criterion", None), IncrementalLoss):
-            model.criterion = IncrementalLoss(model)
-        crit = model.criterion
-        loss, items = crit(preds, batch)
+        if cfg.get("task_split", False):
+            # old-class targets (pseudo labels) and new-class labels each train their own channels, each normalised
+            # by its own target sum: the new classes learn at fine-tuning's strength however many pseudo labels join
+            crit, crit_new = self._split_criteria(model)
+            model.criterion = crit  # the trainer looks for one there
+            old_b, new_b = split_targets(batch, self.nc_old)
+            loss, items = crit(preds, old_b)
+            loss_new, items_new = crit_new(preds, new_b)
+            loss = loss + loss_new
+            items = {k: v + items_new[k] for k, v in items.items()}
+            ts_new = crit_new.target_scores
+        else:
+            if not isinstance(getattr(model, "criterion", None), IncrementalLoss):
+                model.criterion = IncrementalLoss(model)
+            crit = model.criterion
+            loss, items = crit(preds, batch)
+            ts_new = crit.target_scores
         raw = preds[1] if isinstance(preds, tuple) else preds
         bs = img.shape[0]
         zero = loss.new_zeros(())
@@ -99,7 +122,7 @@ class Distiller:
         if terms["response"]:
             ts = crit.target_scores
             # where a real label of a new class claims the anchor, the label wins over the teacher's old-class guess
-            keep = ~new_object_anchors(ts, self.nc_old)
+            keep = ~new_object_anchors(ts_new, self.nc_old)
             resp = score_kd(raw["scores"][:, : self.nc_old], t_raw["scores"], keep)
             if cfg.get("soft_targets", True):
                 soft = soft_target_correction(raw["scores"][:, : self.nc_old].transpose(1, 2), ts[..., : self.nc_old],
@@ -114,6 +137,16 @@ class Distiller:
                      box_kd=box.detach())
         # the task loss is a (box, cls, dfl) vector that the trainer sums: add the distillation once
         return loss.sum() + kd * bs, items
+
+
+    def _split_criteria(self, model) -> tuple[IncrementalLoss, IncrementalLoss]:
+        """(old-channel loss, new-channel loss), built once per model (after Ultralytics set its hyper-parameters)."""
+        crits = getattr(self, "_crits", None)
+        if crits is None or crits[0] is not model:
+            crits = (model, IncrementalLoss(model, channels=slice(0, self.nc_old)),
+                     IncrementalLoss(model, channels=slice(self.nc_old, None)))
+            self._crits = crits
+        return crits[1], crits[2]
 
 
 class IncrementalDetectionModel(DetectionModel):

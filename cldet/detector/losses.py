@@ -13,7 +13,7 @@ from torchvision.ops import batched_nms, box_convert, box_iou
 
 __all__ = [
     "pseudo_labels", "merge_targets", "feature_kd", "score_kd", "teacher_confidence", "level_maps",
-    "soft_target_correction", "box_kd", "new_object_anchors",
+    "soft_target_correction", "box_kd", "new_object_anchors", "split_targets",
 ]
 
 
@@ -73,6 +73,22 @@ def merge_targets(
     merged["bboxes"] = torch.cat(bboxes)[order]
     merged["batch_idx"] = bidx_all[order]
     return merged, added
+
+
+def split_targets(batch: dict, nc_old: int) -> tuple[dict, dict]:
+    """(old-class targets, new-class targets) of a batch: two copies of its label set, split by class id.
+
+    The old part holds the pseudo labels (and any real labels of known classes); the new part the new classes'
+    real labels. Each becomes the target set of its own task loss over its own class channels, normalised by
+    its own target sum, so adding pseudo labels does not scale down the new classes' learning signal.
+    """
+    cls = batch["cls"].view(-1)
+    parts = []
+    for keep in (cls < nc_old, cls >= nc_old):
+        part = dict(batch)
+        part["cls"], part["bboxes"], part["batch_idx"] = batch["cls"][keep], batch["bboxes"][keep], batch["batch_idx"][keep]
+        parts.append(part)
+    return parts[0], parts[1]
 
 
 def teacher_confidence(teacher_logits: torch.Tensor) -> torch.Tensor:

@@ -130,3 +130,59 @@ def test_teacher_is_not_listened_to_on_labeled_new_objects():
     x = torch.zeros(1, 3, 2, requires_grad=True)
     soft_target_correction(x, ts[..., :2], teacher, torch.tensor(1.0), keep).backward()
     assert x.grad[0, 1].abs().sum() == 0 and x.grad[0, 0].abs().sum() > 0
+
+
+def test_split_targets_by_class_group():
+    from cldet.detector.losses import split_targets
+
+    batch = {"cls": torch.tensor([[0.0], [3.0], [1.0], [2.0]]), "bboxes": torch.arange(16.0).view(4, 4),
+             "batch_idx": torch.tensor([0.0, 0.0, 1.0, 1.0]), "img": torch.zeros(2, 3, 8, 8)}
+    old, new = split_targets(batch, nc_old=2)
+    assert old["cls"].view(-1).tolist() == [0, 1] and old["batch_idx"].tolist() == [0, 1]
+    assert new["cls"].view(-1).tolist() == [3, 2] and new["batch_idx"].tolist() == [0, 1]
+    assert torch.equal(new["bboxes"], batch["bboxes"][[1, 3]]) and old["img"] is batch["img"]
+    assert batch["cls"].shape == (4, 1)  # the batch itself is untouched
+
+
+def test_split_task_loss_trains_only_its_channels_over_its_own_target_sum():
+    """Each half of the split task loss leaves the other group's class outputs alone, and the new classes' half is
+    not scaled down by the old-class targets beside them. On the shipped demo base (a trained model: the assigner's
+    target scores are substantial there), with its own detections on a bundled photo as labels, classes 0-2 playing
+    the old group and 3-5 the new one."""
+    from types import SimpleNamespace
+
+    from cldet.core.assets import CHESS_MINI, DEMO_BASE
+    from cldet.core.data import load_dataset
+    from cldet.core.processing import letterbox, load_image
+    from cldet.detector.distill import IncrementalLoss
+    from cldet.detector.losses import split_targets
+    from cldet.detector.model import load_checkpoint
+
+    model, meta = load_checkpoint(DEMO_BASE / "model.pt")
+    size = meta["imgsz"]
+    model.eval()
+    for path in load_dataset(CHESS_MINI).images("val"):  # a photo with pieces of both groups
+        img = torch.from_numpy(letterbox(load_image(path), size)[0])[None].float()
+        with torch.no_grad():
+            (boxes, cls, _), = pseudo_labels(model(img)[0], conf=0.5)
+        if (cls < 3).sum() >= 2 and (cls >= 3).sum() >= 2:
+            break
+    assert (cls < 3).sum() >= 2 and (cls >= 3).sum() >= 2, cls
+    xywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
+                        boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1) / size
+    batch = {"cls": cls.view(-1, 1).float(), "bboxes": xywh, "batch_idx": torch.zeros(len(cls)), "img": img}
+    model.train()
+    model.args = SimpleNamespace(box=7.5, cls=0.5, dfl=1.5)
+    preds = model(img)
+    scores = preds["scores"]
+    old_b, new_b = split_targets(batch, nc_old=3)
+    old_crit, new_crit = IncrementalLoss(model, channels=slice(0, 3)), IncrementalLoss(model, channels=slice(3, None))
+    loss_new, split_items = new_crit(preds, new_b)
+    (g,) = torch.autograd.grad(loss_new.sum(), scores, retain_graph=True)
+    assert g[:, :3].abs().sum() == 0 and g[:, 3:].abs().sum() > 0  # old-class outputs untouched by the new half
+    loss_old, _ = old_crit(preds, old_b)
+    (g,) = torch.autograd.grad(loss_old.sum(), scores, retain_graph=True)
+    assert g[:, 3:].abs().sum() == 0 and g[:, :3].abs().sum() > 0
+    # unsplit, the old targets join the normaliser and scale the new classes' loss down; split, they do not
+    _, joint_items = IncrementalLoss(model, channels=slice(3, None))(preds, batch)
+    assert joint_items["cls_loss"] < 0.8 * split_items["cls_loss"]
