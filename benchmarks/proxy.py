@@ -8,7 +8,7 @@ classes, converged on the full chess13 split) on the 72 bundled photos, 12 epoch
 24 bundled validation photos. A run takes 2-3 minutes on 2 CPU cores, against 12-15 for one increment of the
 full protocol: use it to sort hypotheses, then confirm the survivors on the converged protocols (benchmarks.ablation).
 With 24 validation photos, differences of a few points are within noise. Writes
-benchmarks/results/proxy-chess-mini.{json,md}; finished runs under --work are reused.
+benchmarks/results/proxy-chess-mini-seed<N>.{json,md}; finished runs under --work are reused.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     base_m = evaluate_model(model, CHESS_MINI, meta["names"], meta["imgsz"], {"all": base.classes}, progress=False)
     summary = {"protocol": "demo", "dataset": "chess-mini", "seed": args.seed, "train": tcfg.as_dict(), "base": base_m,
                "joint": None, "rows": rows}
-    out = args.results / "proxy-chess-mini"
+    out = args.results / f"proxy-chess-mini-seed{args.seed}"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out.with_suffix(".json"), summary)
     table = ablation_table(summary)

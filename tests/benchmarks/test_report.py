@@ -13,7 +13,7 @@ from benchmarks.ablation import ablation_table
 from benchmarks.report import markdown_table, plot_steps
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-RENDER = {"cl-": markdown_table, "export-": export_table, "ablation-": ablation_table}
+RENDER = {"cl-": markdown_table, "export-": export_table, "ablation-": ablation_table, "proxy-": ablation_table}
 
 
 def _committed() -> list[Path]:
