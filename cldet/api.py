@@ -110,7 +110,13 @@ def demo(opts: DemoOptions) -> dict:
     """The main job on the bundled chess subset: base on white pieces, learn black pieces; finetune vs ours.
     Returns {"summary": results JSON, "files": what was written}."""
     _need("torch", "ultralytics")
+    from pathlib import Path
+
+    from .core.errors import RunError
     from .demo import run_demo
+
+    if Path(opts.out).exists() and not Path(opts.out).is_dir():
+        raise RunError(f"--out {opts.out} is a file; the demo writes its runs, table and pictures into a folder.")
 
     return run_demo(opts)
 

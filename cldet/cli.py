@@ -141,6 +141,41 @@ SHOW: dict[str, Callable[[Any, dict], None]] = {
 }
 
 
+def _writable_file(flag: str, path: Path | None) -> None:
+    """A report path the command will write at its end: its folder exists and it is not a folder itself."""
+    if path is not None and (Path(path).is_dir() or not Path(path).absolute().parent.is_dir()):
+        raise CldetError(f"{flag} {path}: " + ("is a folder; give a file path." if Path(path).is_dir() else
+                                               f"folder {Path(path).absolute().parent} does not exist."))
+
+
+def _precheck_eval(kw: dict) -> None:
+    from .core.errors import RunError
+
+    out = kw.get("out")
+    if out is not None and (Path(out).exists() or Path(out).is_symlink()):
+        raise RunError(f"--out {out} already exists; eval never overwrites a report. Choose another path.")
+    _writable_file("--out", out)
+
+
+def _precheck_bench(kw: dict) -> None:
+    out = Path(kw["out"])
+    if out.exists() and not out.is_dir():
+        raise CldetError(f"--out {out} is a file; bench writes bench.json and bench.png into a folder.")
+
+
+# checks of CLI-only options (where results are stored), before the command works
+PRECHECK: dict[str, Callable[[dict], None]] = {
+    "eval": _precheck_eval,
+    "check": lambda kw: _writable_file("--report", kw.get("report")),
+    "bench": _precheck_bench,
+}
+
+
+def _explicit(ctx: typer.Context, kw: dict) -> set[str]:
+    """Parameters given on the command line (not left at their default)."""
+    return {k for k in kw if getattr(ctx.get_parameter_source(k), "name", "") not in ("DEFAULT", "DEFAULT_MAP")}
+
+
 # --- generating typer commands from the option declarations ------------------------------------------------------
 
 def _cli_type(s: Spec) -> Any:
@@ -168,10 +203,14 @@ def _typer_command(cmd: Command) -> Callable[..., None]:
     api_names = {s.name for s in cli_specs if s.meta.api}
     keep_default = {s.name for s in cli_specs if s.default is not None and s.item is not None and not s.meta.sep}
 
-    def command(**kw: Any) -> None:
+    def command(ctx: typer.Context, **kw: Any) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+        explicit = _explicit(ctx, kw)
         try:
-            args = {k: v for k, v in kw.items() if k in api_names and not (v is None and k in keep_default)}
+            PRECHECK.get(cmd.name, lambda kw: None)(kw)
+            # only what the user typed: the API fills in the defaults and knows what was given (core.options.given)
+            args = {k: v for k, v in kw.items() if k in api_names and k in explicit
+                    and not (v is None and k in keep_default)}
             SHOW[cmd.name](cmd.fn(**args), kw)
         except CldetError as e:
             typer.secho(f"cldet: error: {e}", fg=typer.colors.RED, err=True)
@@ -179,7 +218,8 @@ def _typer_command(cmd: Command) -> Callable[..., None]:
 
     command.__name__ = cmd.fn.__name__
     command.__doc__ = " ".join((cmd.fn.__doc__ or "").split("\n\nKeyword arguments:")[0].split())
-    command.__signature__ = inspect.Signature([_parameter(s) for s in cli_specs])  # type: ignore[attr-defined]
+    ctx = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    command.__signature__ = inspect.Signature([ctx, *(_parameter(s) for s in cli_specs)])  # type: ignore[attr-defined]
     return command
 
 

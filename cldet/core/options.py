@@ -23,7 +23,8 @@ from typing import Any
 
 from .errors import CldetError
 
-__all__ = ["Option", "Spec", "option", "specs", "api_signature", "api_doc", "build", "bind", "ProgressOption"]
+__all__ = ["Option", "Spec", "option", "specs", "api_signature", "api_doc", "build", "bind", "given",
+           "ProgressOption"]
 
 _KEY = "cldet.option"
 
@@ -190,8 +191,16 @@ def build(classes: tuple[type, ...], values: dict[str, Any]) -> list[Any]:
             value = _coerce(s, values[s.name])
             _check(s, value)
             kw[s.name] = value
-        out.append(cls(**kw))
+        inst = cls(**kw)
+        inst.__dict__["_given"] = frozenset(kw)  # what the caller set; the rest are defaults (see `given`)
+        out.append(inst)
     return out
+
+
+def given(inst: object) -> frozenset[str] | None:
+    """The option names a `build` caller set explicitly (None for an instance not made by `build`): e.g. `learn`
+    keeps the parent run's input size unless --imgsz was given."""
+    return inst.__dict__.get("_given") if hasattr(inst, "__dict__") else None
 
 
 def api_signature(classes: tuple[type, ...]) -> inspect.Signature:

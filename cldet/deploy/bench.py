@@ -44,8 +44,11 @@ def _images(data: str | Path | None, split: str, n: int, seed: int = 0) -> tuple
         rng = np.random.default_rng(seed)
         return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(n)], "synthetic 640x480"
     from ..core.data import load_dataset
+    from ..core.validate import check_split
 
-    files = load_dataset(data).images(split)
+    ds = load_dataset(data)
+    check_split(ds, split, limit=n, need_labels=False)  # timing needs images that decode, not labels
+    files = ds.images(split)
     return [load_image(files[i % len(files)]) for i in range(n)], f"{data} [{split}]"
 
 

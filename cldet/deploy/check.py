@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.data import load_dataset, require_classes
 from ..core.errors import ArtifactError
 from ..core.manifest import Manifest, read_manifest
+from ..core.validate import check_split
 from .backend import ENGINE_SUFFIXES, Backend
 from .options import CheckOptions
 from .runtime import open_backend
@@ -77,6 +78,8 @@ def verify_artifact(artifact: Path, manifest: Manifest, reference: str | None = 
     """
     from ..core.files import sha256_file
 
+    if not artifact.is_file():
+        raise ArtifactError(f"artifact {artifact} does not exist (or is not a file).")
     digest = sha256_file(artifact)
     warnings: list[str] = []
     own = manifest.find(artifact, digest)
@@ -184,6 +187,7 @@ def check(opts: CheckOptions) -> CheckReport:
     key, entry, digest, warnings = verify_artifact(artifact, man, opts.reference)
     ds = load_dataset(data)
     require_classes(man.classes, ds, f"manifest {man.path}")  # before the runtime is opened
+    check_split(ds, split, len(ds.names), limit=limit)  # every image decodes and every label parses, before scoring
     fp = man.raw.get("eval", {}).get("fingerprint")
     if fp and limit is None and fp != ds.fingerprint(split):
         warnings.append(f"{data} [{split}] differs from the data the references were measured on "

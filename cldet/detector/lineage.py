@@ -3,7 +3,9 @@
 A run directory holds one increment's result:
     model.pt       weights-only checkpoint (tensors + plain data; loads with torch.load(weights_only=True))
     lineage.json   every increment so far, oldest first; a new run copies its parent's entries and appends one
-    train/         the trainer's working folder (last.pt for --resume, results.csv)
+    train/         the trainer's working folder: init.pt (start checkpoint), weights/state.pt (weights-only state of
+                   the last epoch, for --resume), results.csv
+    pending.json   while unfinished: the command and options it was started with (cldet.detector.rundir)
 
 lineage.json:
     {"format": "cldet-lineage/1", "arch": str, "imgsz": int, "classes": [model class names, in head order],

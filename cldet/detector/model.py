@@ -58,10 +58,16 @@ def detect_head(model: nn.Module) -> nn.Module:
 
 
 def build_model(arch: str | dict, names: list[str], verbose: bool = False) -> nn.Module:
-    """A fresh Ultralytics DetectionModel for `arch` (yaml name/path or dict) with one output per name."""
+    """A fresh Ultralytics DetectionModel for `arch` (yaml name/path or dict) with one output per name.
+
+    The yaml is checked (`arch.check_arch`) before Ultralytics' builder sees it: the builder evaluates some of its
+    strings, so nothing but known layers, activations and literal arguments may reach it.
+    """
     from ultralytics.nn.tasks import DetectionModel
 
-    cfg = dict(arch) if isinstance(arch, dict) else arch
+    from .arch import resolve_arch
+
+    cfg = resolve_arch(arch)
     with _quiet_ultralytics():
         model = DetectionModel(cfg, nc=len(names), verbose=verbose)
     model.names = dict(enumerate(names))
@@ -117,7 +123,20 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
         ) from None
     if not isinstance(blob, dict) or blob.get("format") != CKPT_FORMAT:
         raise RunError(f"{path}: not a cldet checkpoint (expected format {CKPT_FORMAT}).")
-    model = build_model(blob["yaml"], blob["names"])
+    names, imgsz, sd = blob.get("names"), blob.get("imgsz"), blob.get("state_dict")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise RunError(f"{path}: its class names are not a list of strings.")
+    if not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz <= 0:
+        raise RunError(f"{path}: its input size {imgsz!r} is not a positive integer.")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise RunError(f"{path}: its state_dict is not a mapping of tensors.")
+    from .arch import ArchError, check_arch
+
+    try:
+        check_arch(blob.get("yaml"), f"{path}: stored architecture")
+    except ArchError as e:
+        raise RunError(f"{e} Refusing to build it; re-create the run with `cldet train`.") from None
+    model = build_model(blob["yaml"], names)
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as e:

@@ -1,11 +1,15 @@
 """The detector stage behind cldet.api.train / learn / evaluate (and `cldet train`, `learn`, `eval`).
 
-A run directory is created exclusively, filled, and only then given its `lineage.json`: a run without a
-lineage is unfinished and cannot be learned from. `learn` reads the parent run and never writes into it.
+Everything is checked first (cldet.detector.plan); then the run folder is created exclusively and locked
+(cldet.detector.rundir), prepared (staged data, the trainer's start checkpoint), trained (a weights-only state per
+epoch), and finished: model.pt, evaluation, calibration reservoir, and `lineage.json` last. A run without a lineage
+is unfinished: `--resume` completes it, and it cannot be learned from. `learn` reads the parent run and never
+writes into it.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import random
@@ -16,41 +20,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.data import load_dataset, resolve_classes
-from ..core.assets import BACKBONE
+from ..core.data import load_dataset
 from ..core.errors import RunError
+from ..core.files import sha256_file, write_json_atomic
 from .config import DistillConfig, TrainConfig
 from .jobs import EvalJob, LearnJob, TrainJob
-from ..core.files import sha256_file, write_json_atomic
 from .lineage import CHECKPOINT, Increment, Lineage, read_lineage
+from .plan import DEFAULT_INIT, LearnPlan, TrainPlan, plan_learn, plan_train
+from .rundir import PENDING, RunFolder, open_run
 
-__all__ = ["train", "learn", "evaluate_run", "DEFAULT_INIT"]
+__all__ = ["train", "learn", "evaluate_run", "evaluate_model", "DEFAULT_INIT", "PENDING"]
 
 log = logging.getLogger("cldet")
-PENDING = "pending.json"
-DEFAULT_INIT = BACKBONE
-
-
-def _prepare_out(out: Path, resume: bool) -> bool:
-    """Create `out` exclusively; with resume, accept an unfinished run. Returns True when resuming."""
-    if out.exists():
-        if not resume:
-            raise RunError(
-                f"{out} already exists; choose a new --out (nothing is overwritten), "
-                "or pass --resume to continue an interrupted run there."
-            )
-        if (out / "lineage.json").exists():
-            raise RunError(f"{out} is a finished run; nothing to resume.")
-        if not (out / PENDING).exists():
-            raise RunError(f"{out} is not an interrupted cldet run (no {PENDING}); refusing to write into it.")
-        return True
-    if resume:
-        raise RunError(f"--resume given but {out} does not exist.")
-    out.mkdir(parents=True)
-    return False
-
-
 CURVES = "curves.json"
+INIT = Path("train") / "init.pt"
+
+
+def _read_curves(path: Path) -> list[dict]:
+    """Earlier rows of curves.json (a resumed run keeps them); an unreadable file starts the curve afresh."""
+    try:
+        rows = json.loads(path.read_text()) if path.exists() else []
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return []
+    ok = isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("epoch"), int) for r in rows)
+    return rows if ok else []
 
 
 def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, groups: dict):
@@ -71,7 +64,7 @@ def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, gr
         model = trainer.ema.ema if trainer.ema else trainer.model
         device = next(model.parameters()).device
         m = evaluate_model(model, eval_yaml, names, imgsz, groups, progress=False, device=device)
-        rows = json.loads(path.read_text()) if path.exists() else []
+        rows = _read_curves(path)
         rows = [r for r in rows if r["epoch"] < trainer.epoch + 1]
         rows.append({"epoch": trainer.epoch + 1, "metrics": m, "eval_seconds": round(time.time() - t0, 2)})
         write_json_atomic(path, rows)
@@ -79,56 +72,82 @@ def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, gr
     return on_fit_epoch_end
 
 
-def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig, resume: bool,
-                 curve=None, verbose: bool = False) -> Path:
+def _trim_results(csv_path: Path, epochs_done: int) -> None:
+    """Drop rows of results.csv past the epochs the training state holds (a kill between Ultralytics' metrics row
+    and its checkpoint), so the resumed run writes each epoch once."""
+    if not csv_path.exists():
+        return
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) > epochs_done + 1:
+        with open(csv_path, "w", newline="") as f:
+            csv.writer(f).writerows(rows[: epochs_done + 1])
+
+
+def _train_to_end(run: RunFolder, tcfg: TrainConfig, curve, verbose: bool) -> dict:
+    """Train from the start checkpoint, or continue from the last epoch's state; returns the final state."""
+    from .trainer import STATE, read_train_state, state_finished
+
+    out = run.out
+    state_path = out / "train" / STATE
+    state = read_train_state(state_path) if state_path.exists() else None
+    if state is not None and state_finished(state, tcfg.epochs):
+        return state
+    if state is not None:
+        _trim_results(out / "train" / "results.csv", state["epoch"] + 1)
+        log.info("resuming %s after epoch %d of %d", out, state["epoch"] + 1, tcfg.epochs)
+    _run_trainer(out, out / INIT, out / "data" / "data.yaml", tcfg, state_path if state is not None else None,
+                 curve, verbose, on_epoch=lambda trainer: run.save())
+    if not state_path.exists():
+        raise RunError(f"training finished without {state_path}; see {out / 'train.log'}.")
+    return read_train_state(state_path)
+
+
+def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig, resume: Path | None,
+                 curve=None, verbose: bool = False, on_epoch=None) -> None:
+    from .console import training_console
     from .trainer import CLTrainer
 
-    last = out / "train" / "weights" / "last.pt"
-    if resume and last.exists():
-        overrides = {"resume": str(last)}
-    else:
-        if resume:
-            shutil.rmtree(out / "train" / "weights", ignore_errors=True)
-        overrides = dict(
-            model=str(init_pt), data=str(staged_yaml), epochs=tcfg.epochs, imgsz=tcfg.imgsz, batch=tcfg.batch,
-            lr0=tcfg.lr0, optimizer=tcfg.optimizer, seed=tcfg.seed, deterministic=True, workers=tcfg.workers,
-            device=tcfg.device, freeze=tcfg.freeze or None, mosaic=tcfg.mosaic, close_mosaic=tcfg.close_mosaic,
-            patience=tcfg.patience, fraction=tcfg.fraction, project=str(out.resolve()), name="train", exist_ok=True,
-            plots=False, val=False, amp=False, verbose=False, save_period=-1,
-        )
-    from .console import training_console
-
+    overrides = dict(
+        model=str(init_pt), data=str(staged_yaml), epochs=tcfg.epochs, imgsz=tcfg.imgsz, batch=tcfg.batch,
+        lr0=tcfg.lr0, optimizer=tcfg.optimizer, seed=tcfg.seed, deterministic=True, workers=tcfg.workers,
+        device=tcfg.device, freeze=tcfg.freeze or None, mosaic=tcfg.mosaic, close_mosaic=tcfg.close_mosaic,
+        patience=tcfg.patience, fraction=tcfg.fraction, project=str(out.resolve()), name="train", exist_ok=True,
+        plots=False, val=False, amp=False, verbose=False, save_period=-1, resume=str(resume) if resume else False,
+    )
     with training_console(out, verbose=verbose, label=f"{out.name}") as console:
         trainer = CLTrainer(overrides=overrides)  # inside: its constructor logs already
         console.attach(trainer)
         if curve is not None:
             trainer.add_callback("on_fit_epoch_end", curve)
+        if on_epoch is not None:
+            trainer.add_callback("on_model_save", on_epoch)
         trainer.train()
-    if not last.exists():
-        raise RunError(f"training finished without {last}; see {console.path}.")
-    return last
 
 
-def _finish(out: Path, last: Path, names: list[str], imgsz: int, inc: Increment, parent: Lineage | None,
-            arch: str, eval_yaml: Path | None, started: float) -> Lineage:
-    """Trainer checkpoint -> weights-only model.pt, evaluation, calibration reservoir, lineage (last)."""
-    from ultralytics.nn.tasks import load_checkpoint as ul_load
-
+def _finish(run: RunFolder, state: dict, names: list[str], imgsz: int, inc: Increment, parent: Lineage | None,
+            arch: str, eval_yaml: Path | None) -> Lineage:
+    """Training state -> weights-only model.pt, evaluation, calibration reservoir, lineage (last)."""
     from .model import build_model, save_checkpoint
 
-    trained, _ = ul_load(str(last))  # our own scratch file, written by this run's trainer
-    model = build_model(trained.yaml, names)  # the architecture the trainer trained
-    model.load_state_dict(trained.float().state_dict(), strict=True)
+    out = run.out
+    if list(state.get("names") or []) != list(names):
+        raise RunError(f"{out}: the training state's classes {state.get('names')} are not the run's {names}.")
+    model = build_model(state["yaml"], names)  # the architecture the trainer trained (checked again)
+    try:
+        model.load_state_dict(state["ema"], strict=True)
+    except RuntimeError as e:
+        raise RunError(f"{out}: the training state does not fit its architecture ({e}).") from None
     save_checkpoint(out / CHECKPOINT, model, names, imgsz, extra={"increment": inc.index})
     lineage = Lineage(arch=arch, imgsz=imgsz, classes=list(names), increments=[*(parent.increments if parent else []), inc])
     if eval_yaml is not None:
         inc.metrics = evaluate_model(model, eval_yaml, names, imgsz, _groups(lineage))
     _update_reservoir(out, inc, names)
-    inc.seconds = round(time.time() - started, 1)
+    inc.seconds = run.seconds()
     inc.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
     inc.artifacts = {CHECKPOINT: sha256_file(out / CHECKPOINT)}
     lineage.save(out)
-    (out / PENDING).unlink(missing_ok=True)
+    run.done()
     return lineage
 
 
@@ -164,40 +183,47 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _fresh(out: Path, *names: str) -> None:
+    """Remove what an earlier, interrupted session prepared, so it is prepared again from the inputs alone."""
+    for name in names:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
 def train(job: TrainJob, tcfg: TrainConfig) -> Lineage:
     """Base model on `job.classes` of the dataset (default: all), from COCO backbone+neck weights unless no_init."""
+    plan = plan_train(job, tcfg)
+    with open_run(plan.out, plan.mode, "train", plan.options) as run:
+        return _train(plan, run, job)
+
+
+def _train(plan: TrainPlan, run: RunFolder, job: TrainJob) -> Lineage:
     from .model import build_model, load_backbone
     from .staging import stage_dataset
-    from .trainer import save_trainer_init
+    from .trainer import write_trainer_start
 
-    data_yaml, classes, arch, resume = Path(job.data), job.classes, job.arch, job.resume
-    init = None if job.no_init else (job.init or DEFAULT_INIT)
-    data = load_dataset(data_yaml)
-    ids = resolve_classes(classes, data.names) if classes else list(range(data.nc))
-    names = [data.names[i] for i in ids]
-    data.images("train"), data.images("val")  # fail early on missing folders
-    out = Path(job.out)
-    resuming = _prepare_out(out, resume)
-    started = time.time()
+    out, data, names, tcfg = plan.out, plan.data, plan.names, plan.tcfg
     _seed(tcfg.seed)
     inc = Increment(
-        index=0, kind="train", classes_added=names, method="base", hyper={"train": tcfg.as_dict(), "init": str(init)},
-        data={"yaml": str(Path(data_yaml).resolve()), "train_fingerprint": data.fingerprint("train"),
+        index=0, kind="train", classes_added=names, method="base",
+        hyper={"train": tcfg.as_dict(), "init": str(plan.init)},
+        data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
               "val_fingerprint": data.fingerprint("val")},
     )
-    init_pt = out / "train" / "init.pt"
-    if not resuming:
-        write_json_atomic(out / PENDING, {"command": "train", "increment": vars(inc)})
-        staged = stage_dataset(data, out / "data", names, names)
-        model = build_model(arch, names)
-        if init:
-            load_backbone(model, init)
-        save_trainer_init(init_pt, model, None)
-        inc.data["staged"] = staged.summary()
-    ev = Path(job.eval_data or data_yaml)
-    curve = _curve_callback(out, ev, names, tcfg.imgsz, {"step0": names, "all": names}) if job.curves else None
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve, job.verbose)
-    return _finish(out, last, names, tcfg.imgsz, inc, None, arch, ev, started)
+    _fresh(out, "data", str(INIT))
+    staged = stage_dataset(data, out / "data", names, names)
+    inc.data["staged"] = staged.summary()
+    model = build_model(plan.arch_cfg, names)
+    if plan.init:
+        load_backbone(model, plan.init)
+    write_trainer_start(out / INIT, model, names, tcfg.imgsz, None)
+    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, {"step0": names, "all": names}) \
+        if job.curves else None
+    state = _train_to_end(run, tcfg, curve, job.verbose)
+    return _finish(run, state, names, tcfg.imgsz, inc, None, plan.arch, plan.eval_yaml)
 
 
 def learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> Lineage:
@@ -206,57 +232,43 @@ def learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> Lineage:
     With `old_labels`, labels the new data happens to carry for already-known classes are used too;
     benchmarks switch this off so that the new data is labeled for the new classes only.
     """
+    plan = plan_learn(job, dcfg, tcfg)
+    with open_run(plan.out, plan.mode, "learn", plan.options) as run:
+        return _learn(plan, run, job)
+
+
+def _learn(plan: LearnPlan, run: RunFolder, job: LearnJob) -> Lineage:
     from .model import load_checkpoint, widen_head
     from .staging import stage_dataset
-    from .trainer import save_trainer_init
+    from .trainer import write_trainer_start
 
+    out, data, parent, from_run, tcfg, dcfg = plan.out, plan.data, plan.parent, plan.parent_dir, plan.tcfg, plan.dcfg
     terms = dcfg.terms()
-    from_run, out, data_yaml, resume, old_labels = Path(job.from_run), Path(job.out), Path(job.data), job.resume, \
-        job.old_labels
-    parent = read_lineage(from_run)  # verifies the checkpoint's sha256
-    if out.resolve() == from_run.resolve() or from_run.resolve() in out.resolve().parents:
-        raise RunError(f"--out {out} is inside the previous run {from_run}; learn never writes into it.")
-    data = load_dataset(data_yaml)
-    ids = resolve_classes(job.new_classes, data.names, what="new class")
-    new = [data.names[i] for i in ids]
-    known = [n for n in new if n in parent.classes]
-    if known:
-        raise RunError(f"classes {known} are already known to {from_run} (its classes: {', '.join(parent.classes)}).")
-    data.images("train"), data.images("val")
-    if tcfg.imgsz != parent.imgsz:
-        log.warning("imgsz %d differs from the previous run's %d", tcfg.imgsz, parent.imgsz)
-    resuming = _prepare_out(out, resume)
-    started = time.time()
     _seed(tcfg.seed)
-    names = parent.classes + new
-    # new classes + (optionally) old classes the new data happens to label; everything else is ignored
-    use = [n for n in data.names if n in new or (old_labels and n in parent.classes)]
+    names = plan.names
     teacher_ckpt = (from_run / CHECKPOINT).resolve()
     inc = Increment(
-        index=len(parent.increments), kind="learn", classes_added=new, method=dcfg.method,
+        index=len(parent.increments), kind="learn", classes_added=plan.new, method=dcfg.method,
         hyper={"train": tcfg.as_dict(), "distill": dcfg.as_dict()},
-        data={"yaml": str(Path(data_yaml).resolve()), "train_fingerprint": data.fingerprint("train"),
-              "val_fingerprint": data.fingerprint("val"), "labels_used": use},
+        data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
+              "val_fingerprint": data.fingerprint("val"), "labels_used": plan.use},
         parent={"run": str(from_run.resolve()), "model_sha256": parent.last.artifacts[CHECKPOINT]},
     )
-    init_pt = out / "train" / "init.pt"
-    if not resuming:
-        write_json_atomic(out / PENDING, {"command": "learn", "increment": vars(inc)})
-        extra = _replay_buffer(from_run, out, dcfg.replay_images, tcfg.seed) if dcfg.method == "replay" else None
-        staged = stage_dataset(data, out / "data", names, use, extra_train=extra)
-        inc.data["staged"] = staged.summary()
-        if extra:
-            inc.data["replay_images"] = len(extra)
-        old_model, _ = load_checkpoint(teacher_ckpt)
-        model, report = widen_head(old_model, parent.classes, new)
-        inc.hyper["head"] = {"copied": report["copied"], "widened": report["widened"]}
-        cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
-        save_trainer_init(init_pt, model, cl_config if any(terms.values()) else None)
-    ev = Path(job.eval_data or data_yaml)
+    _fresh(out, "data", "replay", str(INIT))
+    extra = _replay_buffer(from_run, out, dcfg.replay_images, tcfg.seed) if dcfg.method == "replay" else None
+    staged = stage_dataset(data, out / "data", names, plan.use, extra_train=extra)
+    inc.data["staged"] = staged.summary()
+    if extra:
+        inc.data["replay_images"] = len(extra)
+    old_model, _ = load_checkpoint(teacher_ckpt)
+    model, report = widen_head(old_model, parent.classes, plan.new)
+    inc.hyper["head"] = {"copied": report["copied"], "widened": report["widened"]}
+    cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
+    write_trainer_start(out / INIT, model, names, tcfg.imgsz, cl_config if any(terms.values()) else None)
     groups = _groups(Lineage(arch=parent.arch, imgsz=tcfg.imgsz, classes=names, increments=[*parent.increments, inc]))
-    curve = _curve_callback(out, ev, names, tcfg.imgsz, groups) if job.curves else None
-    last = _run_trainer(out, init_pt, out / "data" / "data.yaml", tcfg, resuming, curve, job.verbose)
-    return _finish(out, last, names, tcfg.imgsz, inc, parent, parent.arch, ev, started)
+    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, groups) if job.curves else None
+    state = _train_to_end(run, tcfg, curve, job.verbose)
+    return _finish(run, state, names, tcfg.imgsz, inc, parent, parent.arch, plan.eval_yaml)
 
 
 def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
@@ -268,6 +280,7 @@ def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
     if n <= 0 or not pool:
         raise RunError(f"replay needs --replay-images > 0 and the previous run's staged data ({src}).")
     buf = out / "replay"
+    shutil.rmtree(buf, ignore_errors=True)  # a resumed run samples the same images again
     (buf / "images").mkdir(parents=True)
     rng = random.Random(seed)
     pick = rng.sample(pool, min(n, len(pool)))
@@ -282,11 +295,18 @@ def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
 
 def evaluate_run(job: EvalJob) -> dict:
     """mAP per class group of every increment; forgetting = drop since each group was learned."""
+    from .checks import check_eval_data
     from .model import load_checkpoint
 
     run, data_yaml, split, joint = Path(job.run), Path(job.data), job.split, job.joint
     lin = read_lineage(run)
     model, meta = load_checkpoint(Path(run) / CHECKPOINT)
+    jl = jm = None
+    if joint is not None:
+        jl = read_lineage(joint)
+        jm, _ = load_checkpoint(Path(joint) / CHECKPOINT)
+    check_eval_data(data_yaml, lin.classes + [c for c in (jl.classes if jl else []) if c not in lin.classes], split,
+                    source=f"{run}" + (f" and {joint}" if joint else ""))
     now = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split)
     forgetting = {}
     for inc in lin.increments:
@@ -297,8 +317,6 @@ def evaluate_run(job: EvalJob) -> dict:
     result = {"run": str(run), "data": str(data_yaml), "split": split, "classes": lin.classes,
               "groups": _groups(lin), "metrics": now, "forgetting": forgetting}
     if joint is not None:
-        jl = read_lineage(joint)
-        jm, _ = load_checkpoint(Path(joint) / CHECKPOINT)
         jnow = evaluate_model(jm, Path(data_yaml), jl.classes, jl.imgsz, _groups(lin), split)
         result["joint"] = jnow
         result["ratio_to_joint"] = {

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
     from_reservoir, merge
-from ..core.data import load_dataset
+from ..core.data import load_dataset, require_classes
 from ..core.files import sha256_file
 from ..core.manifest import read_manifest
+from ..core.validate import check_split, image_problem
 from ..detector.lineage import CHECKPOINT, read_lineage
-from ..core.errors import CldetError, MissingRuntimeError, RunError
+from ..core.errors import CldetError, DataError, MissingRuntimeError, RunError
 from .manifest_writer import artifact_entry, build_manifest, write_manifest
 from .options import INT8_MODES, ExportOptions
 
@@ -40,6 +41,37 @@ def resolve_target(opts: ExportOptions) -> str:
                          "--target cpu writes U8 activations for ONNX Runtime on x86. Use --target tensorrt (or leave "
                          "--target out: --engine selects it), and export the CPU artifact in a separate --out.")
     return opts.target
+
+
+def check_options(opts: ExportOptions) -> None:
+    """Ranges and forms the declarations cannot say, checked before anything is read or written."""
+    import math
+    import re
+
+    if opts.int8 not in INT8_MODES:
+        raise CldetError(f"--int8 must be one of {', '.join(INT8_MODES)} (got {opts.int8!r}).")
+    for pattern in opts.keep_float:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise CldetError(f"--keep-float {pattern!r}: not a regular expression ({e}).") from None
+    if not (isinstance(opts.percentile, (int, float)) and 0 < opts.percentile <= 100):
+        raise CldetError(f"--percentile {opts.percentile}: must be in (0, 100].")
+    if not (isinstance(opts.workspace_gb, (int, float)) and math.isfinite(opts.workspace_gb) and opts.workspace_gb > 0):
+        raise CldetError(f"--workspace-gb {opts.workspace_gb}: must be a positive number of GiB.")
+    if not math.isfinite(opts.drift_tolerance):
+        raise CldetError(f"--drift-tolerance {opts.drift_tolerance}: must be a finite number of points.")
+    out = Path(opts.out) if opts.out else None
+    if out is not None and (out.is_file() or any(p.is_file() for p in out.parents)):
+        raise RunError(f"--out {out}: a file is in the way; --out names a folder.")
+
+
+def missing_dirs(path: Path) -> list[Path]:
+    """The outermost folder of `path` (itself included) that does not exist yet, as a list of at most one: what to
+    remove again when a step that would create `path` fails."""
+    path = Path(path).absolute()
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    return missing[-1:]
 
 
 def engine_precisions(opts: ExportOptions) -> list[str]:
@@ -81,6 +113,10 @@ def _calibration(run: Path, lin, names: list[str], opts: ExportOptions, eval_ima
         sets.append(from_dataset(train_yaml, names, opts.calib_images))
     calib = merge(*sets, max_images=opts.calib_images)
     check_disjoint(calib, eval_images)
+    bad = [(p, why) for p in calib.images if (why := image_problem(p))]
+    if bad:
+        raise DataError(f"{len(bad)} calibration image(s) do not decode: "
+                        + "; ".join(f"{p}: {why}" for p, why in bad[:5]) + ". Remove or replace them.")
     calib.warn_missing()
     return calib
 
@@ -93,8 +129,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     from .onnx_export import export_onnx, to_fp16
 
     opts = opts or ExportOptions()
-    if opts.int8 not in INT8_MODES:
-        raise CldetError(f"--int8 must be one of {', '.join(INT8_MODES)} (got {opts.int8!r}).")
+    check_options(opts)
     opts = replace(opts, target=resolve_target(opts))
     run = Path(run)
     lin = read_lineage(run)
@@ -111,10 +146,18 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     if not data_yaml.is_file():
         raise CldetError(f"evaluation data {data_yaml or '(none in the lineage)'} not found; pass --data VAL.yaml.")
     ds = load_dataset(data_yaml)
+    require_classes(names, ds, f"run {run}")
+    check_split(ds, opts.split, limit=opts.eval_limit)  # every evaluation image decodes, every label parses
     eval_images = ds.images(opts.split)
     groups = lin.groups()
+    calib = qat_set = None
+    if "int8" in files:  # read-only: before anything is written
+        calib = _calibration(run, lin, names, opts, eval_images)
+        qat_set = _qat_images(lin, names, calib, opts, eval_images) if opts.int8 == "qat" else None
 
-    stage = out / ".staging"
+    # staged beside the output folder, which is created only when every artifact is ready
+    new_dirs = missing_dirs(out)
+    stage = out.parent / f".{out.name}.staging"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     calib_summary: dict = {"method": None, "images": 0}
@@ -125,8 +168,6 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
         if "fp32_nms" in files:
             export_onnx(model, stage / files["fp32_nms"], imgsz, nms=True, dynamic_batch=False)
         if "int8" in files:
-            calib = _calibration(run, lin, names, opts, eval_images)
-            qat_set = _qat_images(lin, names, calib, opts, eval_images) if opts.int8 == "qat" else None
             calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds,
                                       qat_set)
         def score(path: Path) -> dict:
@@ -147,6 +188,10 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
                 continue
             shutil.move(str(stage / f), str(out / f))
             arts[key] = artifact_entry(out / f, key, opts.target if key == "int8" else None, metrics.get(key))
+    except BaseException:
+        for d in new_dirs:  # folders this export created for --out: gone again, as if it never ran
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     manifest = build_manifest(run, lin, names, imgsz, groups, calib_summary, data_yaml, opts.split, ds,

@@ -159,7 +159,7 @@ def test_resume_after_kill(runs, mini_yaml, tmp_path):
             "--batch", "8", "--workers", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "YOLO_OFFLINE": "1"})
-    last = out / "train" / "weights" / "last.pt"
+    last = out / "train" / "weights" / "state.pt"  # cldet's weights-only training state, written per epoch
     deadline = time.time() + 300
     while not last.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
