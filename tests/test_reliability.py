@@ -299,7 +299,7 @@ CASES: list[Case] = [
     Case("train-label-negative", TD(_label("10 -0.5 0.5 0.1 0.1\n")), 3, "not normalised"),
     Case("train-label-above-1", TD(_label("10 0.5 1.5 0.1 0.1\n")), 3, "not normalised"),
     Case("train-label-unknown-class", TD(_label("13 0.5 0.5 0.1 0.1\n")), 3, "class id 13 is outside"),
-    Case("train-label-fractional-class", TD(_label("1.5 0.5 0.5 0.1 0.1\n")), 3, "class id 1.5"),
+    Case("train-label-fractional-class", TD(_label("1.5 0.5 0.5 0.1 0.1\n")), 3, "class id 1.5 is not an integer"),
     Case("train-label-zero-box", TD(_label("10 0.5 0.5 0 0.1\n")), 3, "zero width"),
     Case("train-label-bad-line-in-val", TD(lambda w: w.label("val", 1).write_text("4 0.5\n")), 3, "expected 5"),
     Case("train-image-zero-bytes", TD(lambda w: w.img(k=2).write_bytes(b"")), 3, "empty (0 bytes)"),

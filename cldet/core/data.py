@@ -158,7 +158,9 @@ def read_labels(path: Path, nc: int) -> np.ndarray:
         except ValueError:
             raise DataError(f"{path}:{ln}: non-numeric value in {line.strip()!r}") from None
         c = vals[0]
-        if c != int(c) or not 0 <= c < nc:
+        if c != int(c):
+            raise DataError(f"{path}:{ln}: class id {cols[0]} is not an integer (expected 0..{nc - 1}).")
+        if not 0 <= c < nc:
             raise DataError(f"{path}:{ln}: class id {cols[0]} is outside 0..{nc - 1} of the dataset yaml.")
         box = np.array(vals[1:])
         if (box < -_COORD_TOL).any() or (box > 1 + _COORD_TOL).any():
