@@ -36,6 +36,8 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "split": ("task loss split per class group (task_split=true)", "abl-split", {"task_split": True}),
     "split-no-response": ("task_split, no response KD (method pseudo+feature)", "abl-split-no-response",
                           {"task_split": True, "method": "pseudo+feature"}),
+    "split-box": ("task_split + box-distribution KD (box_weight=1)", "abl-split-box",
+                  {"task_split": True, "box_weight": 1.0}),
     "finetune": ("fine-tuning (lower bound)", "finetune", {"method": "finetune"}),
 }
 # runs made by earlier code, shown when present (not reproducible by this code)
