@@ -24,16 +24,17 @@ from typing import TYPE_CHECKING, Any, Callable
 from .core.errors import MissingRuntimeError
 from .core.options import api_doc, api_signature, bind
 from .demo import DemoOptions
-from .deploy.options import BenchOptions, CheckOptions
+from .deploy.options import BenchOptions, CheckOptions, PredictOptions
 from .detector.config import DistillConfig, TrainConfig
 from .detector.jobs import EvalJob, LearnJob, TrainJob
 from .export.options import ExportJob, ExportOptions
 
 if TYPE_CHECKING:
     from .deploy.check import CheckReport
+    from .deploy.predict import PredictResult
     from .detector.lineage import Lineage
 
-__all__ = ["train", "learn", "evaluate", "demo", "export", "check", "bench", "COMMANDS", "Command"]
+__all__ = ["train", "learn", "evaluate", "demo", "export", "check", "bench", "predict", "COMMANDS", "Command"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,13 @@ def _need(*modules: str) -> None:
     """MissingRuntimeError naming the extra to install when a training-stack module is absent (e.g. on the board)."""
     import importlib.util
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    def absent(m: str) -> bool:
+        try:
+            return importlib.util.find_spec(m) is None
+        except (ImportError, ValueError):  # an import hook that refuses it, or a module set to None
+            return True
+
+    missing = [m for m in modules if absent(m)]
     if missing:
         raise MissingRuntimeError(
             f"this command needs the 'train' extra ({', '.join(missing)} missing): pip install 'cldet[train]' "
@@ -148,3 +155,25 @@ def bench(opts: BenchOptions) -> dict:
     from .deploy.bench import bench as run
 
     return run(opts)
+
+
+@_command("predict", PredictOptions)
+def predict(opts: PredictOptions) -> PredictResult:
+    """Detect objects on an image, a folder or a video with a run's model (PyTorch) or an exported ONNX artifact
+    (ONNX Runtime, no torch: works on the board); writes the drawn images/videos, YOLO-txt labels and
+    predictions.json into --out, and returns every image's detections. Nothing is written when an input is bad."""
+    from .deploy.predict import Model, check_options, list_sources
+    from .deploy.predict import predict as run
+
+    check_options(opts)
+    if opts.run is None:
+        return run(opts)
+    list_sources(opts.source)  # a bad source is named before the model loads
+    _need("torch", "ultralytics")
+    from .detector.lineage import CHECKPOINT, read_lineage
+    from .detector.model import load_checkpoint, torch_predict
+
+    lin = read_lineage(opts.run)
+    net, _ = load_checkpoint(opts.run / CHECKPOINT)
+    device = f"cuda:{opts.device}" if opts.device.isdigit() else opts.device
+    return run(opts, Model(fn=torch_predict(net, device), names=lin.classes, imgsz=lin.imgsz, label=str(opts.run)))

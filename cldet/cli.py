@@ -135,9 +135,15 @@ def _show_bench(res: dict, kw: dict) -> None:
     typer.echo(f"results: {j}  plot: {png}")
 
 
+def _show_predict(res, kw: dict) -> None:
+    frames = len(res.predictions)
+    typer.echo(f"{res.model}: {res.detections} detections on {frames} image(s)/frame(s) in {res.seconds:.1f} s")
+    typer.echo(f"results: {res.out}  (drawn files, labels/*.txt, predictions.json)")
+
+
 SHOW: dict[str, Callable[[Any, dict], None]] = {
     "train": _show_train, "learn": _show_learn, "eval": _show_eval, "demo": _show_demo,
-    "export": _show_export, "check": _show_check, "bench": _show_bench,
+    "export": _show_export, "check": _show_check, "bench": _show_bench, "predict": _show_predict,
 }
 
 

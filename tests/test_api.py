@@ -29,7 +29,7 @@ def test_every_option_is_a_flag_and_a_keyword_with_one_default(name):
     cmd = api.COMMANDS[name]
     text = _help(name)
     sig = inspect.signature(cmd.fn)
-    assert list(api.COMMANDS) == ["train", "learn", "eval", "demo", "export", "check", "bench"]
+    assert list(api.COMMANDS) == ["train", "learn", "eval", "demo", "export", "check", "bench", "predict"]
     for s in specs(*cmd.options):
         if s.meta.cli:
             assert s.primary_flag in text, f"{name}: {s.primary_flag} missing from --help"
@@ -67,7 +67,9 @@ def test_every_field_of_an_option_class_is_declared():
     from cldet.detector.config import DistillConfig, TrainConfig
     from cldet.export.options import ExportOptions
 
-    for cls in (TrainConfig, DistillConfig, ExportOptions, CheckOptions, BenchOptions):
+    from cldet.deploy.options import PredictOptions
+
+    for cls in (TrainConfig, DistillConfig, ExportOptions, CheckOptions, BenchOptions, PredictOptions):
         assert {s.name for s in specs(cls)} == {f.name for f in fields(cls)}
 
     @dataclass

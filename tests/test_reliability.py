@@ -195,6 +195,11 @@ def B(*extra):  # noqa: N802 - bench on the smoke artifact
                       "--out", w.root / "bench", "--quiet", *extra]
 
 
+def P(*extra, source=None):  # noqa: N802 - predict with the smoke artifact
+    return lambda w: ["predict", "--artifact", w.smoke / "model.int8.onnx", "--source",
+                      source if source is not None else w.img(), "--out", w.root / "pred", "--quiet", *extra]
+
+
 def _label(text: str, k: int = 0):
     return lambda w: w.label(k=k).write_text(text)
 
@@ -422,6 +427,27 @@ CASES: list[Case] = [
     Case("bench-warmup-negative", B("--warmup", "-1"), 2, "--warmup -1"),
     Case("bench-data-image-truncated", lambda w: B("--data", _smoke_truncate(w))(w), 3, "truncated"),
     Case("bench-out-is-file", lambda w: ((w.root / "bench").write_text("x"), B()(w))[1], 2, "is a file"),
+    # --- predict --------------------------------------------------------------------------------------------------
+    Case("predict-source-missing", lambda w: P(source=w.root / "nope.jpg")(w), 3, "does not exist"),
+    Case("predict-source-unknown-type", lambda w: P(source=w.data)(w), 3, "unknown file type '.yaml'"),
+    Case("predict-source-empty-folder", lambda w: ((w.root / "empty").mkdir(), P(source=w.root / "empty")(w))[1], 3,
+         "holds no images or videos"),
+    Case("predict-image-truncated", lambda w: (_truncate(w), P(source=w.data.parent / "train" / "images")(w))[1], 3,
+         "truncated"),
+    Case("predict-video-undecodable", lambda w: ((w.root / "clip.mp4").write_bytes(b"\0" * 4096),
+                                                 P(source=w.root / "clip.mp4")(w))[1], 3, "cannot be decoded"),
+    Case("predict-run-and-artifact", lambda w: P("--run", w.run)(w), 2, "exactly one of --run"),
+    Case("predict-no-model", lambda w: P()(w)[:1] + P()(w)[3:], 2, "exactly one of --run"),
+    Case("predict-conf-above-1", P("--conf", "1.5"), 2, "--conf 1.5"),
+    Case("predict-artifact-missing", lambda w: P()(w)[:2] + [w.root / "nope.onnx"] + P()(w)[3:], 5, "does not exist"),
+    Case("predict-artifact-engine", lambda w: P()(w)[:2] + [w.root / "m.engine"] + P()(w)[3:], 5, "ONNX artifacts"),
+    Case("predict-out-exists", lambda w: ((w.root / "pred").mkdir(), P()(w))[1], 4, "--exist-ok"),
+    Case("predict-out-is-file", lambda w: ((w.root / "pred").write_text("x"), P("--exist-ok")(w))[1], 4, "is a file"),
+    Case("predict-run-missing", lambda w: ["predict", "--run", w.root / "nope", "--source", w.img(),
+                                           "--out", w.root / "pred"], 4, "does not exist"),
+    Case("predict-run-evil-activation", lambda w: (w.tamper_model(lambda b: _act(b, w.marker)),
+                                                   ["predict", "--run", w.run, "--source", w.img(), "--out",
+                                                    w.root / "pred"])[1], 4, "activation", hostile=True),
     # --- demo -----------------------------------------------------------------------------------------------------
     Case("demo-epochs-negative", lambda w: ["demo", "--out", w.root / "demo", "--epochs", "-1"], 2, "--epochs -1"),
     Case("demo-out-is-file", lambda w: ((w.root / "demo").write_text("x"), ["demo", "--out", w.root / "demo"])[1], 4,
@@ -461,7 +487,7 @@ def test_refused_before_work(case: Case, tmp_path: Path, monkeypatch) -> None:
 
 def test_enough_cases_across_every_command() -> None:
     commands = {c.id.split("-")[0] for c in CASES}
-    assert commands == {"train", "learn", "eval", "export", "check", "bench", "demo"}
+    assert commands == {"train", "learn", "eval", "export", "check", "bench", "demo", "predict"}
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
 
 

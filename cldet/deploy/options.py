@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..core.options import ProgressOption, option
 
-__all__ = ["RuntimeOptions", "CheckOptions", "BenchOptions", "DEFAULT_TOLERANCE"]
+__all__ = ["RuntimeOptions", "CheckOptions", "BenchOptions", "PredictOptions", "DEFAULT_TOLERANCE"]
 
 DEFAULT_TOLERANCE = 1.0  # mAP50-95 points; PTQ INT8 vs FP32 noise on chess13 is well under this
 
@@ -62,3 +62,30 @@ class BenchOptions(RuntimeOptions):
         "dataset yaml: end-to-end timing on its images (default: synthetic 640x480)"))
     split: str = field(default="val", metadata=option("split of --data"))
     out: Path = field(default=Path("bench-out"), metadata=option("folder for bench.json and bench.png", api=False))
+
+
+@dataclass(kw_only=True)
+class PredictOptions(RuntimeOptions):
+    """Detections on images, a folder or a video, from a run (PyTorch) or an exported ONNX artifact (no torch)."""
+
+    source: Path = field(metadata=option(
+        "an image, a folder of images and videos (not recursive), or a video file (.mp4, .avi, .mov, .mkv, ...)"))
+    run: Path | None = field(default=None, metadata=option(
+        "run directory whose model.pt predicts (needs the train extra: torch, ultralytics); give --run or --artifact"))
+    artifact: Path | None = field(default=None, metadata=option(
+        "exported ONNX artifact (model.fp32.onnx / model.int8.onnx) run with ONNX Runtime, no torch needed; class "
+        "names from its metadata, else from the manifest.json beside it"))
+    out: Path = field(default=Path("predict-out"), metadata=option(
+        "output folder: drawn images/videos, labels/*.txt (YOLO: class cx cy w h score, normalised) and "
+        "predictions.json; refused if it exists, unless --exist-ok"))
+    exist_ok: bool = field(default=False, metadata=option(
+        "write into an existing --out folder (files of the same name are replaced)"))
+    conf: float = field(default=0.25, metadata=option(
+        "lowest class probability a detection is kept at", unit="probability", min=0))
+    iou: float = field(default=0.7, metadata=option("IoU above which NMS drops the lower-scored box of a class",
+                                                    unit="IoU", min=0))
+    max_det: int = field(default=300, metadata=option("most detections kept per image", unit="detections", min=1))
+    device: str = field(default="cpu", metadata=option(
+        "PyTorch device for --run: cpu, or a CUDA index such as 0 (--artifact uses --provider instead)"))
+    vid_stride: int = field(default=1, metadata=option("predict every N-th video frame (the others are skipped)",
+                                                       unit="frames", min=1))
