@@ -26,7 +26,7 @@ from .core.options import api_doc, api_signature, bind
 from .demo import DemoOptions
 from .deploy.options import BenchOptions, CheckOptions, PredictOptions
 from .detector.config import DistillConfig, TrainConfig
-from .detector.jobs import EvalJob, LearnJob, TrainJob
+from .detector.jobs import EvalJob, ImportJob, LearnJob, TrainJob
 from .export.options import ExportJob, ExportOptions
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .deploy.predict import PredictResult
     from .detector.lineage import Lineage
 
-__all__ = ["train", "learn", "evaluate", "demo", "export", "check", "bench", "predict", "COMMANDS", "Command"]
+__all__ = ["train", "learn", "evaluate", "demo", "export", "check", "bench", "predict", "import_weights", "COMMANDS", "Command"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,14 @@ def predict(opts: PredictOptions) -> PredictResult:
     net, _ = load_checkpoint(opts.run / CHECKPOINT)
     device = f"cuda:{opts.device}" if opts.device.isdigit() else opts.device
     return run(opts, Model(fn=torch_predict(net, device), names=lin.classes, imgsz=lin.imgsz, label=str(opts.run)))
+
+
+@_command("import", ImportJob)
+def import_weights(job: ImportJob) -> Lineage:
+    """Turn an Ultralytics detection checkpoint (YOLOv5u, YOLOv8, YOLO11) into increment 0 of a cldet run: class
+    names from the checkpoint, cldet's weights-only model.pt, lineage.json with the source file's sha256. Needs
+    --trust: an Ultralytics .pt is a pickle, which can run code when loaded. Then `learn --from` the run."""
+    _need("torch", "ultralytics")
+    from .detector.importer import import_checkpoint
+
+    return import_checkpoint(job)

@@ -141,9 +141,16 @@ def _show_predict(res, kw: dict) -> None:
     typer.echo(f"results: {res.out}  (drawn files, labels/*.txt, predictions.json)")
 
 
+def _show_import(lin, kw: dict) -> None:
+    src = lin.last.hyper["source"]
+    typer.echo(f"{kw['out']}: increment 0 from {src['file']} (sha256 {src['sha256'][:12]}...), {lin.arch}, "
+               f"{len(lin.classes)} classes, {lin.imgsz} px")
+
+
 SHOW: dict[str, Callable[[Any, dict], None]] = {
     "train": _show_train, "learn": _show_learn, "eval": _show_eval, "demo": _show_demo,
     "export": _show_export, "check": _show_check, "bench": _show_bench, "predict": _show_predict,
+    "import": _show_import,
 }
 
 
@@ -200,7 +207,10 @@ def _cli_default(s: Spec) -> Any:
 
 
 def _parameter(s: Spec) -> inspect.Parameter:
-    opt = typer.Option(_cli_default(s), s.flag, help=s.describe())
+    if s.meta.argument:
+        opt = typer.Argument(_cli_default(s), help=s.describe(), metavar=s.name.upper(), show_default=False)
+    else:
+        opt = typer.Option(_cli_default(s), s.flag, help=s.describe())
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_cli_type(s))
 
 

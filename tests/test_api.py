@@ -29,10 +29,11 @@ def test_every_option_is_a_flag_and_a_keyword_with_one_default(name):
     cmd = api.COMMANDS[name]
     text = _help(name)
     sig = inspect.signature(cmd.fn)
-    assert list(api.COMMANDS) == ["train", "learn", "eval", "demo", "export", "check", "bench", "predict"]
+    assert list(api.COMMANDS) == ["train", "learn", "eval", "demo", "export", "check", "bench", "predict", "import"]
     for s in specs(*cmd.options):
         if s.meta.cli:
-            assert s.primary_flag in text, f"{name}: {s.primary_flag} missing from --help"
+            shown = s.name.upper() if s.meta.argument else s.primary_flag
+            assert shown in text, f"{name}: {shown} missing from --help"
             assert s.meta.help.split(";")[0][:40] in " ".join(text.split()), f"{name} {s.name}: help text not shown"
         if s.meta.api:
             p = sig.parameters[s.name]

@@ -448,6 +448,21 @@ CASES: list[Case] = [
     Case("predict-run-evil-activation", lambda w: (w.tamper_model(lambda b: _act(b, w.marker)),
                                                    ["predict", "--run", w.run, "--source", w.img(), "--out",
                                                     w.root / "pred"])[1], 4, "activation", hostile=True),
+    # --- import ---------------------------------------------------------------------------------------------------
+    Case("import-without-trust", lambda w: ["import", w.pickle(w.root / "best.pt"), "--out", w.root / "imp"], 2,
+         "--trust", hostile=True),
+    Case("import-weights-missing", lambda w: ["import", w.root / "nope.pt", "--out", w.root / "imp", "--trust"], 2,
+         "does not exist"),
+    Case("import-weights-empty", lambda w: ((w.root / "e.pt").write_bytes(b""),
+                                            ["import", w.root / "e.pt", "--out", w.root / "imp", "--trust"])[1], 2,
+         "is empty"),
+    Case("import-not-a-model", lambda w: ["import", w.pickle(w.root / "x.pt", {"epoch": 3}), "--out", w.root / "imp",
+                                          "--trust"], 2, "holds no Ultralytics model"),
+    Case("import-cldet-run-checkpoint", lambda w: ["import", w.run / "model.pt", "--out", w.root / "imp", "--trust"],
+         2, "holds no Ultralytics model"),
+    Case("import-out-exists", lambda w: ((w.root / "imp").mkdir(), ["import", w.pickle(w.root / "best.pt"), "--out",
+                                                                    w.root / "imp", "--trust"])[1], 4,
+         "already exists"),
     # --- demo -----------------------------------------------------------------------------------------------------
     Case("demo-epochs-negative", lambda w: ["demo", "--out", w.root / "demo", "--epochs", "-1"], 2, "--epochs -1"),
     Case("demo-out-is-file", lambda w: ((w.root / "demo").write_text("x"), ["demo", "--out", w.root / "demo"])[1], 4,
@@ -487,7 +502,7 @@ def test_refused_before_work(case: Case, tmp_path: Path, monkeypatch) -> None:
 
 def test_enough_cases_across_every_command() -> None:
     commands = {c.id.split("-")[0] for c in CASES}
-    assert commands == {"train", "learn", "eval", "export", "check", "bench", "demo", "predict"}
+    assert commands == {"train", "learn", "eval", "export", "check", "bench", "demo", "predict", "import"}
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..core.options import option
 
-__all__ = ["RunControl", "TrainJob", "LearnJob", "EvalJob"]
+__all__ = ["RunControl", "TrainJob", "LearnJob", "EvalJob", "ImportJob"]
 
 
 @dataclass(kw_only=True)
@@ -66,3 +66,19 @@ class EvalJob:
     joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
     out: Path | None = field(default=None, metadata=option(
         "JSON report path (default RUN/eval-<split>.json; never overwritten)", api=False))
+
+
+@dataclass
+class ImportJob:
+    """An Ultralytics detection checkpoint turned into increment 0 of a cldet run."""
+
+    weights: Path = field(metadata=option(
+        "Ultralytics detection checkpoint (.pt written by `yolo train` or the Ultralytics trainer: YOLOv5u, YOLOv8, "
+        "YOLO11, any scale)", argument=True))
+    out: Path = field(metadata=option("new run directory (refused if it exists)"))
+    trust: bool = field(default=False, metadata=option(
+        "load WEIGHTS although it is a pickle: an Ultralytics .pt is a Python pickle, and loading a pickle runs "
+        "whatever code its author put in it. Give --trust only for a file whose origin you trust (your own training); "
+        "without it nothing is loaded. The run written is weights-only, and nothing else in cldet unpickles a file"))
+    imgsz: int | None = field(default=None, metadata=option(
+        "input size of the run (default: the checkpoint's training size, else 640)", unit="px", min=32))
