@@ -28,6 +28,7 @@ __all__ = [
     "load_backbone",
     "torch_predict",
     "detect_head",
+    "check_widenable",
 ]
 
 log = logging.getLogger("cldet")
@@ -144,6 +145,25 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     model.eval()
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     return model, meta
+
+
+def check_widenable(model: nn.Module, n_total: int, where: str = "the previous run") -> None:
+    """RunError unless the head can grow to `n_total` classes by widening its last class convs alone.
+
+    Ultralytics sizes the class branch of every Detect head (YOLOv5u, YOLOv8, YOLO11) as max(channels of the first
+    level, min(classes, 100)): an n-scale model (64 channels) with more than 64 classes has a class branch that grows
+    with the class count, and then no old weight of that branch fits the new model.
+    """
+    head = detect_head(model)
+    ch0 = head.cv2[0][0].conv.in_channels
+    width = head.cv3[0][-1].in_channels
+    want = max(ch0, min(n_total, 100))
+    if want != width:
+        raise RunError(
+            f"cannot add classes to {where}: its class branch is {width} channels wide, and Ultralytics builds it "
+            f"max({ch0}, min(classes, 100)) = {want} wide for {n_total} classes, so its trained weights would not "
+            f"fit: the total must stay {'at most ' if width == ch0 else 'at '}{width} classes. Start from a larger "
+            "scale (s and up have 128 or more channels) for more classes.")
 
 
 def widen_head(old: nn.Module, old_names: list[str], new_names: list[str]) -> tuple[nn.Module, dict]:

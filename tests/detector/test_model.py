@@ -60,3 +60,33 @@ def test_checkpoint_with_code_is_refused(tmp_path):
     torch.save({"a": torch.zeros(1)}, q)
     with pytest.raises(RunError, match="not a cldet checkpoint"):
         load_checkpoint(q)
+
+
+@pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_widen_head_of_other_architectures(arch):
+    """YOLOv8's class branch is Conv-Conv-Conv2d, YOLO11's (Ultralytics 8.4, legacy=False) DWConv+Conv pairs then the
+    Conv2d: widening touches only the last Conv2d of each level in both, and the old outputs stay exact."""
+    torch.manual_seed(0)
+    old = build_model(arch, ["a", "b", "c"]).eval()
+    wide, report = widen_head(old, ["a", "b", "c"], ["d"])
+    wide.eval()
+    head = wide.model[-1]
+    assert report["widened"] == [f"model.{len(wide.model) - 1}.cv3.{i}.{len(head.cv3[i]) - 1}.{t}"
+                                 for i in range(3) for t in ("weight", "bias")]
+    assert isinstance(head.cv3[0][-1], torch.nn.Conv2d) and head.cv3[0][-1].out_channels == 4
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(old(x)[0], wide(x)[0][:, :7], atol=1e-6)
+
+
+def test_a_class_branch_that_grows_with_the_class_count_is_refused():
+    from cldet.detector.model import check_widenable
+
+    m = build_model("yolov8n.yaml", [f"c{i}" for i in range(80)])  # COCO-sized n model: branch 80 wide, not 64
+    check_widenable(m, 80)
+    with pytest.raises(RunError, match="class branch is 80 channels wide.*stay at 80 classes"):
+        check_widenable(m, 81)
+    small = build_model("yolo11n.yaml", ["a"])
+    check_widenable(small, 64)
+    with pytest.raises(RunError, match="at most 64 classes"):
+        check_widenable(small, 65)
