@@ -133,3 +133,15 @@ def test_learn_from_an_imported_run(tmp_path, mini_yaml):
     assert lin.classes == ["white-pawn", "white-king", "black-pawn"] and lin.arch == "yolo11n.yaml"
     assert [i.kind for i in lin.increments] == ["import", "learn"]
     assert json.loads((tmp_path / "step1" / "lineage.json").read_text())["increments"][0]["hyper"]["source"]["sha256"]
+
+
+def test_learn_refuses_a_coco_sized_n_model_before_work(tmp_path, mini_yaml):
+    """A COCO-80 yolov8n's class branch is 80 wide (64 channels would do for up to 64 classes): adding a class would
+    rebuild that branch, so learn refuses before it makes its folder."""
+    names = [f"coco{i}" for i in range(80)]
+    ckpt = ultralytics_checkpoint(tmp_path / "coco.pt", "yolov8n.yaml", names=names)
+    assert runner.invoke(app, ["import", str(ckpt), "--out", str(tmp_path / "base"), "--trust"]).exit_code == 0
+    r = runner.invoke(app, ["learn", "--from", str(tmp_path / "base"), "--data", str(mini_yaml), "--new-classes",
+                            "black-pawn", "--out", str(tmp_path / "step1"), "--epochs", "1", "--workers", "0"])
+    assert r.exit_code == 4 and "class branch is 80 channels wide" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "step1").exists()
