@@ -200,6 +200,25 @@ def P(*extra, source=None):  # noqa: N802 - predict with the smoke artifact
                       source if source is not None else w.img(), "--out", w.root / "pred", "--quiet", *extra]
 
 
+def _coco(w: W, edit: Callable[[dict], None] | None = None) -> Path:
+    """The workspace's data as a yaml naming COCO files (one per split), after `edit` broke the train file."""
+    from tests.core.test_coco import to_coco
+
+    for split in ("train", "val"):
+        imgs = sorted((w.data.parent / split / "images").iterdir())
+        j = to_coco(imgs, w.root / f"{split}.json")
+        if edit is not None and split == "train":
+            raw = json.loads(j.read_text())
+            edit(raw)
+            j.write_text(json.dumps(raw))
+    return w.write_yaml("coco.yaml", {s: {"annotations": str(w.root / f"{s}.json"),
+                                          "images": str(w.data.parent / s / "images")} for s in ("train", "val")})
+
+
+def TC(edit):  # noqa: N802 - train on COCO data that `edit` broke
+    return lambda w: ["train", "--data", _coco(w, edit), "--out", w.root / "out", *CLS, *TINY]
+
+
 def _label(text: str, k: int = 0):
     return lambda w: w.label(k=k).write_text(text)
 
@@ -320,6 +339,15 @@ CASES: list[Case] = [
     Case("train-class-twice", lambda w: T()(w)[:5] + ["--classes", "white-pawn,10"] + TINY, 3, "given twice"),
     Case("train-eval-data-lacks-classes", lambda w: T("--eval-data", w.write_yaml(
         "ev.yaml", {"names": ["white-pawn"], "val": str(w.data.parent / "val/images")}))(w), 3, "lack ['black-pawn']"),
+    Case("train-coco-no-categories", TC(lambda r: r.pop("categories")), 3, "'categories' is missing"),
+    Case("train-coco-image-without-file", TC(lambda r: r["images"][0].update(file_name="gone.jpg")), 3,
+         "image(s) without a file"),
+    Case("train-coco-unknown-category", TC(lambda r: r["annotations"][0].update(category_id=99)), 3,
+         "category_id 99 is not in 'categories'"),
+    Case("train-coco-unknown-image-id", TC(lambda r: r["annotations"][0].update(image_id=5)), 3,
+         "image_id 5 is not in 'images'"),
+    Case("train-coco-not-json", lambda w: ["train", "--data", w.write_yaml("x.json", "{nope"), "--out", w.root / "out",
+                                           *CLS, *TINY], 3, "not valid JSON"),
     # --- train: output folder (exit 4) ----------------------------------------------------------------------------
     Case("train-out-exists", lambda w: ((w.root / "out").mkdir(), T()(w))[1], 4, "already exists"),
     Case("train-out-is-file", lambda w: (_out_file(w), T()(w))[1], 4, "already exists"),

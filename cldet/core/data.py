@@ -1,4 +1,5 @@
-"""Datasets in Ultralytics YOLO format: reading, validation, class-name resolution, fingerprints.
+"""Datasets in Ultralytics YOLO format (and COCO json, read by cldet.core.coco into the same `Dataset`): reading,
+validation, class-name resolution, fingerprints.
 
 Pure Python + numpy (no torch): the board's `cldet check` reads evaluation data through this module.
 A dataset is a yaml with `names` and split entries (`train`, `val`, `test`) that point at image
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .coco import CocoSplit, is_coco_entry, read_coco
 from .errors import DataError
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+SPLITS = ("train", "val", "test")
 _COORD_TOL = 1e-3  # exporters round; a hair outside [0, 1] is clipped, more is an error
 
 
@@ -39,6 +42,7 @@ class Dataset:
     yaml_path: Path
     names: list[str]
     splits: dict[str, list[Path]] = field(default_factory=dict)
+    coco: dict[str, CocoSplit] = field(default_factory=dict)  # split -> its COCO annotations (COCO datasets)
 
     @property
     def nc(self) -> int:
@@ -46,6 +50,11 @@ class Dataset:
 
     def images(self, split: str) -> list[Path]:
         """Sorted image files of a split; a clear error when the split is missing or empty."""
+        if split in self.coco:
+            files = self.coco[split].images
+            if not files:
+                raise DataError(f"{self.coco[split].source}: '{split}' lists no images.")
+            return files
         if split not in self.splits:
             raise DataError(
                 f"{self.yaml_path}: no '{split}' split (has: {', '.join(self.splits) or 'none'}). "
@@ -68,7 +77,17 @@ class Dataset:
 
     def labels(self, split: str) -> dict[Path, np.ndarray]:
         """Validated labels of every image in a split: {image: (n, 5) array of class, cx, cy, w, h}."""
-        return {img: read_labels(label_path_for(img), self.nc) for img in self.images(split)}
+        return {img: self.label_rows(img) for img in self.images(split)}
+
+    def label_rows(self, img: Path) -> np.ndarray:
+        """One image's labels as (n, 5) rows of class, cx, cy, w, h (normalised): from its YOLO label file, or from
+        the COCO annotations that list it."""
+        if self.coco:
+            for split in self.coco.values():
+                if img in split.rows:
+                    return split.rows[img].copy()
+            return np.zeros((0, 5), np.float32)
+        return read_labels(label_path_for(img), self.nc)
 
     def fingerprint(self, split: str) -> str:
         """sha256 over image names, sizes and label contents: identifies the data an increment saw."""
@@ -76,6 +95,9 @@ class Dataset:
         for img in self.images(split):
             h.update(img.name.encode())
             h.update(str(img.stat().st_size).encode())
+            if self.coco:
+                h.update(self.label_rows(img).tobytes())
+                continue
             lab = label_path_for(img)
             if lab.exists():
                 h.update(lab.read_bytes())
@@ -108,21 +130,46 @@ def load_dataset(path: str | Path) -> Dataset:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"dataset yaml {path} does not exist.")
+    if path.suffix.lower() == ".json":
+        return _load_coco_json(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise DataError(f"{path}: not valid YAML ({e}).") from None
-    if not isinstance(raw, dict) or "names" not in raw:
+    if not isinstance(raw, dict) or not ("names" in raw or any(is_coco_entry(raw.get(k)) for k in SPLITS)):
         raise DataError(f"{path}: expected a mapping with 'names' and split entries (train/val).")
     root = (path.parent / str(raw["path"])).resolve() if raw.get("path") else path.parent.resolve()
     splits: dict[str, list[Path]] = {}
-    for split in ("train", "val", "test"):
+    coco: dict[str, CocoSplit] = {}
+    for split in SPLITS:
         entry = raw.get(split)
         if entry is None:
             continue
+        if is_coco_entry(entry):
+            ann = (root / str(entry["annotations"])).resolve()
+            images = (root / str(entry["images"])).resolve() if entry.get("images") else ann.parent
+            coco[split] = read_coco(ann, images)
+            splits[split] = [images]
+            continue
         entries = entry if isinstance(entry, list) else [entry]
         splits[split] = [(root / str(e)).resolve() for e in entries]
-    return Dataset(yaml_path=path.resolve(), names=_names_from(raw["names"], path), splits=splits)
+    if coco and len(coco) != len(splits):
+        raise DataError(f"{path}: mixes COCO splits ({', '.join(coco)}) with YOLO folders; use one format.")
+    names = [c.names for c in coco.values()]
+    if any(n != names[0] for n in names):
+        raise DataError(f"{path}: the COCO files of {', '.join(coco)} list different categories.")
+    if names and "names" in raw and _names_from(raw["names"], path) != names[0]:
+        raise DataError(f"{path}: 'names' {_names_from(raw['names'], path)} differ from the COCO categories "
+                        f"{names[0]}; leave 'names' out to use the categories.")
+    return Dataset(yaml_path=path.resolve(), names=names[0] if names else _names_from(raw["names"], path),
+                   splits=splits, coco=coco)
+
+
+def _load_coco_json(path: Path) -> Dataset:
+    """`--data instances.json`: one COCO file, images beside it, used as the train and the val split."""
+    split = read_coco(path, path.parent)
+    return Dataset(yaml_path=path.resolve(), names=split.names, splits={"train": [path.parent], "val": [path.parent]},
+                   coco={"train": split, "val": split})
 
 
 def label_path_for(image: Path) -> Path:

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .data import Dataset, class_map, label_path_for, read_labels, require_classes
+from .data import Dataset, class_map, require_classes
 from .errors import DataError
 from .metrics import ClassAP, GroupMetrics, ImageResult, coco_map, group_map
 from .processing import letterbox, load_image, postprocess
@@ -67,7 +67,7 @@ def evaluate(
         if out.ndim != 3 or out.shape[0] != len(chunk) or out.shape[1] != 4 + len(model_names):
             raise DataError(f"backend returned {out.shape}; expected ({len(chunk)}, {4 + len(model_names)}, A).")
         for p, o, lb in zip(chunk, out, lbs):
-            gt = read_labels(label_path_for(p), data.nc)
+            gt = data.label_rows(p)
             gt[:, 0] = cmap[gt[:, 0].astype(int)]
             gt = gt[gt[:, 0] >= 0]
             det = postprocess(o, lb, conf=conf, iou=iou)

@@ -73,11 +73,13 @@ def check_split(ds: Dataset, split: str, nc: int | None = None, require: list[st
                         "Remove them or replace them with intact copies.")
     counts: Counter = Counter()
     for img in images:
-        rows = read_labels(label_path_for(img), nc)
+        rows = ds.label_rows(img) if ds.coco else read_labels(label_path_for(img), nc)
         counts.update(ds.names[int(c)] for c in rows[:, 0])
     if need_labels and not counts:
-        raise DataError(f"{ds.yaml_path} [{split}]: no labels at all: the label files of all {len(images)} images are "
-                        f"empty or missing (expected e.g. {label_path_for(images[0])}).")
+        where = (f"{ds.coco[split].source} has no annotation for its {len(images)} images" if split in ds.coco else
+                 f"the label files of all {len(images)} images are empty or missing (expected e.g. "
+                 f"{label_path_for(images[0])})")
+        raise DataError(f"{ds.yaml_path} [{split}]: no labels at all: {where}.")
     missing = [c for c in require if counts[c] == 0]
     if missing:
         raise DataError(f"{ds.yaml_path} [{split}]: no label of {', '.join(missing)}; every class to learn needs "

@@ -29,7 +29,9 @@ class RunControl:
 class TrainJob(RunControl):
     """A base model (increment 0) on the first classes of a dataset."""
 
-    data: Path = field(metadata=option("dataset yaml (YOLO format) with train and val splits"))
+    data: Path = field(metadata=option(
+        "dataset: a YOLO yaml with train and val splits, a yaml whose splits name COCO files "
+        "({annotations: x.json, images: DIR}), or one COCO instances .json with its images beside it"))
     out: Path = field(metadata=option("new run directory (refused if it exists, unless --resume)"))
     classes: str | None = field(default=None, metadata=option(
         "comma list of class names or ids to learn (default: all)"))
@@ -47,7 +49,8 @@ class LearnJob(RunControl):
 
     from_run: Path = field(metadata=option("previous run directory (its model becomes the frozen teacher)",
                                            flag="--from"))
-    data: Path = field(metadata=option("dataset yaml of the NEW data (labeled for the new classes)"))
+    data: Path = field(metadata=option(
+        "dataset of the NEW data (labeled for the new classes): YOLO yaml, yaml naming COCO files, or a COCO .json"))
     new_classes: str = field(metadata=option("comma list of class names (or ids) in --data to add"))
     out: Path = field(metadata=option("new run directory; the previous run is never written to"))
     old_labels: bool = field(default=True, metadata=option(
@@ -61,7 +64,8 @@ class EvalJob:
     """Score a run per class group and increment; forgetting over its lineage."""
 
     run: Path = field(metadata=option("run directory"))
-    data: Path = field(metadata=option("dataset yaml with the classes to score labeled"))
+    data: Path = field(metadata=option(
+        "dataset with the classes to score labeled: YOLO yaml, yaml naming COCO files, or a COCO .json"))
     split: str = field(default="val", metadata=option("split to evaluate"))
     joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
     out: Path | None = field(default=None, metadata=option(

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from ..core.data import Dataset, label_path_for, read_labels
+from ..core.data import Dataset
 from ..core.errors import DataError
 
 __all__ = ["StagedData", "stage_dataset"]
@@ -72,7 +72,7 @@ def stage_dataset(
         lab_dir.mkdir(parents=True, exist_ok=True)
         entries: dict[str, list] = {}  # staged file name -> [source image, rows in model ids]
         for src in tqdm(data.images(split), desc=f"stage {split}", unit="img", disable=not progress, leave=False):
-            raw = read_labels(label_path_for(src), data.nc)
+            raw = data.label_rows(src)
             keep = to_model[raw[:, 0].astype(int)] >= 0
             if split == "train":
                 staged.ignored.update(data.names[int(c)] for c in raw[~keep, 0])
