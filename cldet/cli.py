@@ -171,9 +171,15 @@ def _precheck_eval(kw: dict) -> None:
 
 
 def _precheck_bench(kw: dict) -> None:
+    from .core.errors import RunError
+
     out = Path(kw["out"])
     if out.exists() and not out.is_dir():
         raise CldetError(f"--out {out} is a file; bench writes bench.json and bench.png into a folder.")
+    held = [f for f in ("bench.json", "bench.png") if (out / f).exists()]
+    if held and not kw.get("exist_ok"):
+        raise RunError(f"--out {out} already holds {', '.join(held)}; bench never overwrites results. Choose another "
+                       "--out, or pass --exist-ok to replace them.")
 
 
 # checks of CLI-only options (where results are stored), before the command works
@@ -210,7 +216,7 @@ def _parameter(s: Spec) -> inspect.Parameter:
     if s.meta.argument:
         opt = typer.Argument(_cli_default(s), help=s.describe(), metavar=s.name.upper(), show_default=False)
     else:
-        opt = typer.Option(_cli_default(s), s.flag, help=s.describe())
+        opt = typer.Option(_cli_default(s), s.flag, *s.meta.aliases, help=s.describe())
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=_cli_type(s))
 
 

@@ -454,6 +454,8 @@ CASES: list[Case] = [
     Case("bench-batch-not-numbers", B("--batch", "a,b"), 2, "comma list of int"),
     Case("bench-warmup-negative", B("--warmup", "-1"), 2, "--warmup -1"),
     Case("bench-data-image-truncated", lambda w: B("--data", _smoke_truncate(w))(w), 3, "truncated"),
+    Case("bench-out-holds-results", lambda w: ((w.root / "bench").mkdir(), (w.root / "bench" / "bench.json")
+                                               .write_text("{}"), B()(w))[2], 4, "--exist-ok"),
     Case("bench-out-is-file", lambda w: ((w.root / "bench").write_text("x"), B()(w))[1], 2, "is a file"),
     # --- predict --------------------------------------------------------------------------------------------------
     Case("predict-source-missing", lambda w: P(source=w.root / "nope.jpg")(w), 3, "does not exist"),

@@ -41,6 +41,7 @@ class Option:
     sep: str | None = None  # tuple options: the CLI takes one string split at `sep` (else the flag repeats)
     cli: bool = True  # False: Python API only
     api: bool = True  # False: CLI only (how the terminal shows or stores a result)
+    aliases: tuple[str, ...] = ()  # more CLI spellings of the same flag (e.g. --force for --exist-ok)
     argument: bool = False  # the CLI takes it as a positional argument (`cldet import WEIGHTS`), not a flag
 
 

@@ -62,6 +62,8 @@ class BenchOptions(RuntimeOptions):
         "dataset yaml: end-to-end timing on its images (default: synthetic 640x480)"))
     split: str = field(default="val", metadata=option("split of --data"))
     out: Path = field(default=Path("bench-out"), metadata=option("folder for bench.json and bench.png", api=False))
+    exist_ok: bool = field(default=False, metadata=option(
+        "replace bench.json and bench.png already in --out (else refused, exit 4)", api=False))
 
 
 @dataclass(kw_only=True)

@@ -50,7 +50,9 @@ class ExportOptions(ProgressOption):
     data: Path | None = field(default=None, metadata=option(
         "evaluation dataset yaml (default: the last increment's)"))
     split: str = field(default="val", metadata=option("evaluation split of --data"))
-    force: bool = field(default=False, metadata=option("overwrite existing artifacts in --out"))
+    force: bool = field(default=False, metadata=option(
+        "overwrite artifacts and manifest already in --out (else refused, exit 4); --exist-ok is the same flag, "
+        "spelled as in predict and bench", aliases=("--exist-ok",)))
     qat_epochs: int = field(default=3, metadata=option("QAT fine-tuning epochs", unit="epochs", min=1))
     qat_images: int = field(default=256, metadata=option(
         "QAT images: calibration set + last increment's TRAIN sample, up to this many", unit="images", min=1))

@@ -141,7 +141,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     files = artifact_names(opts)
     existing = [f for f in [*files.values(), "manifest.json"] if (out / f).exists()]
     if existing and not opts.force:
-        raise RunError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite or --out elsewhere.")
+        raise RunError(f"{out} already holds {', '.join(existing)}; pass --exist-ok (or --force) to overwrite, or --out elsewhere.")
     data_yaml = Path(opts.data) if opts.data else Path(lin.last.data.get("yaml", ""))
     if not data_yaml.is_file():
         raise CldetError(f"evaluation data {data_yaml or '(none in the lineage)'} not found; pass --data VAL.yaml.")
