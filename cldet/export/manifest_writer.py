@@ -28,7 +28,7 @@ def artifact_entry(path: Path, key: str, target: str | None, metrics: dict | Non
 
 def build_manifest(run: Path, lin, names: list[str], imgsz: int, groups: dict, calibration: dict, data_yaml: Path,
                    split: str, ds, n_images: int, artifacts: dict, model_sha256: str) -> dict:
-    from .. import __version__ as version
+    from ..core.version import __version__ as version
 
     return {
         "format": MANIFEST_FORMAT,

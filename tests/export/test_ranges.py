@@ -75,7 +75,10 @@ def test_quantized_graph_uses_the_computed_ranges(tmp_path, monkeypatch):
     onnx.save(_tiny_graph(), src)
     xs = _inputs()
     scales = {}
-    monkeypatch.setattr("cldet.export.quantize.decode_nodes", lambda proto, with_head_convs=False: [])  # no head
+    import importlib
+
+    quantize = importlib.import_module("cldet.export.quantize")  # `cldet.export` is the API function (docs/api.md)
+    monkeypatch.setattr(quantize, "decode_nodes", lambda proto, with_head_convs=False: [])  # no head
     for m in ("minmax", "entropy"):
         cfg = QuantConfig(method=m, op_types=("Conv",), float_head_convs=False, float_stem=False)
         out = quantize_ptq(src, tmp_path / f"{m}.onnx", lambda: iter(xs), cfg)
