@@ -45,9 +45,10 @@ _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _ACT = re.compile(rf"^(?:torch\.)?nn\.(?:{'|'.join(ALLOWED_ACTIVATIONS)})\(\s*(?:{_NUM}\s*)?"
                   rf"(?:,?\s*inplace\s*=\s*(?:True|False)\s*)?\)$")
 # keys the builder reads (nc, scales, scale, depth/width multiples, activation, backbone/head, reg_max, end2end,
-# kpt_shape) and the bookkeeping ones Ultralytics adds (yaml_file, channels, ch)
+# kpt_shape), the bookkeeping ones Ultralytics adds (yaml_file, channels, ch), and cldet's cls_width (the class
+# branch width a widened head keeps, cldet.detector.model.apply_cls_width)
 ALLOWED_KEYS = frozenset({"nc", "scales", "scale", "depth_multiple", "width_multiple", "activation", "backbone", "head",
-                          "reg_max", "end2end", "kpt_shape", "yaml_file", "channels", "ch"})
+                          "reg_max", "end2end", "kpt_shape", "yaml_file", "channels", "ch", "cls_width"})
 MAX_LAYERS, MAX_REPEATS, MAX_INT, MAX_MULTIPLE = 512, 64, 1 << 16, 8.0
 
 
@@ -127,6 +128,8 @@ def check_arch(cfg: Any, where: str = "architecture") -> dict:
         raise ArchError(f"{where}: reg_max must be an integer in 1..64.")
     if cfg.get("end2end") is not None and not isinstance(cfg["end2end"], bool):
         raise ArchError(f"{where}: end2end must be true or false.")
+    if cfg.get("cls_width") is not None and (not _int(cfg["cls_width"]) or not 1 <= cfg["cls_width"] <= MAX_INT):
+        raise ArchError(f"{where}: cls_width must be a positive integer.")
     for key in ("channels", "ch"):
         if cfg.get(key) is not None and (not _int(cfg[key]) or not 1 <= cfg[key] <= 16):
             raise ArchError(f"{where}: {key} must be an integer in 1..16.")

@@ -28,7 +28,7 @@ __all__ = [
     "load_backbone",
     "torch_predict",
     "detect_head",
-    "check_widenable",
+    "apply_cls_width",
 ]
 
 log = logging.getLogger("cldet")
@@ -72,7 +72,7 @@ def build_model(arch: str | dict, names: list[str], verbose: bool = False) -> nn
     with _quiet_ultralytics():
         model = DetectionModel(cfg, nc=len(names), verbose=verbose)
     model.names = dict(enumerate(names))
-    return model
+    return apply_cls_width(model)
 
 
 def load_backbone(model: nn.Module, path: str | Path) -> list[str]:
@@ -147,23 +147,37 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
     return model, meta
 
 
-def check_widenable(model: nn.Module, n_total: int, where: str = "the previous run") -> None:
-    """RunError unless the head can grow to `n_total` classes by widening its last class convs alone.
+def apply_cls_width(model: nn.Module) -> nn.Module:
+    """Give the head the class-branch width its yaml's `cls_width` asks for (a widened head keeps its parent's).
 
-    Ultralytics sizes the class branch of every Detect head (YOLOv5u, YOLOv8, YOLO11) as max(channels of the first
-    level, min(classes, 100)): an n-scale model (64 channels) with more than 64 classes has a class branch that grows
-    with the class count, and then no old weight of that branch fits the new model.
+    Ultralytics sizes the class branch of a Detect head (YOLOv5u, YOLOv8, YOLO11) max(first-level channels,
+    min(classes, 100)) wide: an n model (64 channels) with 80 COCO classes has an 80-wide branch, and the same
+    architecture built for 81 classes an 81-wide one, into which none of the trained branch fits. `widen_head`
+    records the parent's width as `cls_width`; here the branch is rebuilt at that width by Ultralytics' own Detect
+    constructor (asked for the class count that yields it), with a final conv of one output per class.
     """
+    width = model.yaml.get("cls_width")
     head = detect_head(model)
-    ch0 = head.cv2[0][0].conv.in_channels
-    width = head.cv3[0][-1].in_channels
-    want = max(ch0, min(n_total, 100))
-    if want != width:
-        raise RunError(
-            f"cannot add classes to {where}: its class branch is {width} channels wide, and Ultralytics builds it "
-            f"max({ch0}, min(classes, 100)) = {want} wide for {n_total} classes, so its trained weights would not "
-            f"fit: the total must stay {'at most ' if width == ch0 else 'at '}{width} classes. Start from a larger "
-            "scale (s and up have 128 or more channels) for more classes.")
+    if width is None or head.cv3[0][-1].in_channels == width:
+        return model
+    from ultralytics.nn.modules.conv import Conv
+    from ultralytics.nn.modules.head import Detect
+
+    ch = [seq[0].conv.in_channels for seq in head.cv2]
+    legacy = isinstance(head.cv3[0][0], Conv)  # v3/v5/v8/v9: Conv, Conv, Conv2d; YOLO11: DWConv+Conv pairs
+    saved = Detect.legacy
+    Detect.legacy = legacy  # what Ultralytics' parse_model sets before it builds a Detect
+    try:
+        with _quiet_ultralytics():
+            donor = Detect(nc=width if width > ch[0] else 1, reg_max=head.reg_max, ch=ch)
+    finally:
+        Detect.legacy = saved
+    if donor.cv3[0][-1].in_channels != width:
+        raise RunError(f"cls_width {width} cannot be built for first-level channels {ch[0]}.")
+    for seq in donor.cv3:
+        seq[-1] = nn.Conv2d(width, head.nc, 1)
+    head.cv3 = donor.cv3
+    return model
 
 
 def widen_head(old: nn.Module, old_names: list[str], new_names: list[str]) -> tuple[nn.Module, dict]:
@@ -174,8 +188,13 @@ def widen_head(old: nn.Module, old_names: list[str], new_names: list[str]) -> tu
     start quiet instead of firing everywhere. Returns (model, report of what was copied/initialised).
     """
     names = list(old_names) + list(new_names)
-    model = build_model(old.yaml, names)
-    src_head, dst_head = detect_head(old), detect_head(model)
+    cfg = {k: v for k, v in old.yaml.items() if k != "cls_width"}
+    src = detect_head(old)
+    width, ch0 = src.cv3[0][-1].in_channels, src.cv2[0][0].conv.in_channels
+    if max(ch0, min(len(names), 100)) != width:  # Ultralytics would size the branch anew: keep the parent's
+        cfg["cls_width"] = width
+    model = build_model(cfg, names)
+    src_head, dst_head = src, detect_head(model)
     report = {"copied": 0, "widened": [], "skipped": []}
     src_sd, dst_sd = old.state_dict(), model.state_dict()
     head_prefix = f"model.{len(model.model) - 1}."

@@ -117,7 +117,7 @@ def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
 
 
 def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPlan:
-    from .model import check_widenable, load_checkpoint
+    from .model import load_checkpoint
 
     from_run, out = Path(job.from_run), Path(job.out)
     check_distill_config(dcfg)
@@ -133,7 +133,7 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
                              f"keeps its parent's input size (the teacher was trained at it). Leave --imgsz out, or "
                              f"pass --imgsz {parent.imgsz}.")
     check_train_config(tcfg)
-    teacher, meta = load_checkpoint(from_run / CHECKPOINT)  # the teacher: architecture checked, weights fit
+    _, meta = load_checkpoint(from_run / CHECKPOINT)  # the teacher: architecture checked, weights fit
     if list(meta["names"]) != parent.classes:
         raise RunError(f"{from_run}: checkpoint classes {meta['names']} differ from lineage.json's {parent.classes}.")
     ds = load_dataset(job.data)
@@ -142,7 +142,6 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
     if known:
         raise RunError(f"classes {known} are already known to {from_run} (its classes: {', '.join(parent.classes)}).")
     use = [n for n in ds.names if n in new or (job.old_labels and n in parent.classes)]
-    check_widenable(teacher, len(parent.classes) + len(new), str(from_run))
     check_train_data(ds, require=new)
     if dcfg.method == "replay" and not any((from_run / "data" / "train" / "images").glob("*")):
         raise RunError(f"--method replay needs the previous run's staged training images "

@@ -139,10 +139,12 @@ class CLTrainer(DetectionTrainer):
 
     def get_model(self, cfg=None, weights=None, verbose=True):
         from .arch import check_arch
+        from .model import apply_cls_width
 
         if isinstance(cfg, dict):
             cfg = check_arch(cfg, "trainer model")
         model = IncrementalDetectionModel(cfg, nc=self.data["nc"], ch=self.data.get("channels", 3), verbose=False)
+        model = apply_cls_width(model)  # a widened head keeps its parent's class-branch width (model.py)
         model = self.set_model_names_for_load(model)
         if weights:
             model.load(weights, verbose=False)

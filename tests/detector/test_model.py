@@ -79,14 +79,25 @@ def test_widen_head_of_other_architectures(arch):
         assert torch.allclose(old(x)[0], wide(x)[0][:, :7], atol=1e-6)
 
 
-def test_a_class_branch_that_grows_with_the_class_count_is_refused():
-    from cldet.detector.model import check_widenable
-
-    m = build_model("yolov8n.yaml", [f"c{i}" for i in range(80)])  # COCO-sized n model: branch 80 wide, not 64
-    check_widenable(m, 80)
-    with pytest.raises(RunError, match="class branch is 80 channels wide.*stay at 80 classes"):
-        check_widenable(m, 81)
-    small = build_model("yolo11n.yaml", ["a"])
-    check_widenable(small, 64)
-    with pytest.raises(RunError, match="at most 64 classes"):
-        check_widenable(small, 65)
+@pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo11n.yaml"])
+def test_a_coco_sized_n_head_keeps_its_class_branch_width(arch, tmp_path):
+    """Ultralytics sizes the class branch max(64, min(nc, 100)) for n models: 80 wide for COCO's 80 classes, 81 for
+    81. The widened head keeps the parent's 80 (cls_width in its yaml), so every trained weight carries over, and a
+    checkpoint of it rebuilds the same network."""
+    torch.manual_seed(0)
+    old_names = [f"c{i}" for i in range(80)]
+    old = build_model(arch, old_names).eval()
+    assert old.model[-1].cv3[0][-1].in_channels == 80
+    wide, report = widen_head(old, old_names, ["new"])
+    wide.eval()
+    assert wide.yaml["cls_width"] == 80 and wide.model[-1].cv3[0][-1].in_channels == 80
+    assert len(report["widened"]) == 6 and not report["skipped"]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(old(x)[0], wide(x)[0][:, :84], atol=1e-6)
+    save_checkpoint(tmp_path / "m.pt", wide, old_names + ["new"], 64)
+    back, _ = load_checkpoint(tmp_path / "m.pt")
+    with torch.no_grad():
+        assert torch.equal(back(x)[0], wide(x)[0])
+    small = build_model(arch, ["a", "b"])  # a branch that does not depend on the class count: no cls_width
+    assert "cls_width" not in widen_head(small, ["a", "b"], ["c"])[0].yaml
