@@ -35,8 +35,11 @@ _SHOWN = 5
 class CocoSplit:
     """One annotation file read: category names in class-id order, image files, YOLO rows per image."""
 
-    def __init__(self, names: list[str], rows: dict[Path, np.ndarray], source: Path) -> None:
+    def __init__(self, names: list[str], rows: dict[Path, np.ndarray], source: Path,
+                 image_ids: dict[Path, int] | None = None, category_ids: list[int] | None = None) -> None:
         self.names, self.rows, self.source = names, rows, source
+        self.image_ids = image_ids or {}  # image file -> its COCO image id
+        self.category_ids = category_ids or list(range(len(names)))  # class index -> its COCO category id
 
     @property
     def images(self) -> list[Path]:
@@ -117,4 +120,5 @@ def read_coco(json_path: Path, images_dir: Path) -> CocoSplit:
                             f"{int(w0)}x{int(h0)} image.")
         rows[files[ann["image_id"]]].append([cls_of[ann["category_id"]], (x1 + x2) / 2 / w0, (y1 + y2) / 2 / h0,
                                              (x2 - x1) / w0, (y2 - y1) / h0])
-    return CocoSplit(names, {f: np.asarray(r, np.float32).reshape(-1, 5) for f, r in rows.items()}, json_path)
+    return CocoSplit(names, {f: np.asarray(r, np.float32).reshape(-1, 5) for f, r in rows.items()}, json_path,
+                     image_ids={f: i for i, f in files.items()}, category_ids=[c["id"] for c in cats])

@@ -79,6 +79,14 @@ class Dataset:
         """Validated labels of every image in a split: {image: (n, 5) array of class, cx, cy, w, h}."""
         return {img: self.label_rows(img) for img in self.images(split)}
 
+    def coco_ids(self, img: Path, k: int) -> tuple[int, list[int]]:
+        """(image id, category id per class index) for COCO-format results: the dataset's own ids for COCO data,
+        else the image's position `k` in its split and the class index."""
+        for split in self.coco.values():
+            if img in split.image_ids:
+                return split.image_ids[img], split.category_ids
+        return k, list(range(self.nc))
+
     def label_rows(self, img: Path) -> np.ndarray:
         """One image's labels as (n, 5) rows of class, cx, cy, w, h (normalised): from its YOLO label file, or from
         the COCO annotations that list it."""

@@ -6,7 +6,7 @@ model, ONNX Runtime sessions and TensorRT engines are all scored by this one fun
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -28,6 +28,9 @@ class EvalResult:
     per_class: list[ClassAP]
     groups: dict[str, GroupMetrics]
     images: int
+    # every detection in COCO results format (image_id, category_id, bbox [x, y, w, h] in pixels, score), with the
+    # dataset's own ids for COCO data (pycocotools' COCO.loadRes reads it); class name as category_name
+    detections: list[dict] = field(default_factory=list)
 
     def scores(self) -> dict[str, dict[str, float]]:
         """Group -> {"map50_95", "map50"}: what lineage.json, the manifest and the results JSON record."""
@@ -60,6 +63,8 @@ def evaluate(
     cmap = class_map(model_names, data.names)
     images = data.images(split)[:limit]
     results: list[ImageResult] = []
+    coco_dets: list[dict] = []
+    dataset_id = {n: k for k, n in enumerate(data.names)}
     for start in tqdm(range(0, len(images), batch), desc=f"eval {split}", unit="batch", disable=not progress):
         chunk = images[start : start + batch]
         xs, lbs = zip(*(letterbox(load_image(p), imgsz) for p in chunk))
@@ -72,7 +77,14 @@ def evaluate(
             gt = gt[gt[:, 0] >= 0]
             det = postprocess(o, lb, conf=conf, iou=iou)
             results.append(ImageResult(gt, lb.orig_shape, det.boxes, det.scores, det.classes))
+            image_id, cat_ids = data.coco_ids(p, len(results) - 1)
+            for (x1, y1, x2, y2), sc, c in zip(det.boxes.tolist(), det.scores.tolist(), det.classes.tolist()):
+                name = model_names[c]
+                coco_dets.append({"image_id": image_id, "category_id": cat_ids[dataset_id[name]], "category_name": name,
+                                  "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                                  "score": round(sc, 5)})
     per_class = coco_map(results, len(model_names))
     groups = dict(groups or {})
     groups.setdefault("all", list(model_names))
-    return EvalResult(list(model_names), per_class, group_map(per_class, model_names, groups), len(images))
+    return EvalResult(list(model_names), per_class, group_map(per_class, model_names, groups), len(images),
+                      coco_dets)

@@ -68,6 +68,9 @@ class EvalJob:
         "dataset with the classes to score labeled: YOLO yaml, yaml naming COCO files, or a COCO .json"))
     split: str = field(default="val", metadata=option("split to evaluate"))
     joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
+    detections: Path | None = field(default=None, metadata=option(
+        "also write the run's detections in COCO results format to this JSON file (image and category ids of a "
+        "COCO dataset, else image index and class index; pycocotools' COCO.loadRes reads it); never overwritten"))
     out: Path | None = field(default=None, metadata=option(
         "JSON report path (default RUN/eval-<split>.json; never overwritten)", api=False))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.data import load_dataset
-from ..core.errors import RunError
+from ..core.errors import CldetError, RunError
 from ..core.files import sha256_file, write_json_atomic
 from .config import DistillConfig, TrainConfig
 from .jobs import EvalJob, LearnJob, TrainJob
@@ -167,12 +167,14 @@ def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
 
 
 def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val",
-                   progress: bool = True, device="cpu") -> dict:
+                   progress: bool = True, device="cpu", full: bool = False):
+    """Group -> {"map50_95", "map50"}; with `full`, the whole cldet.core.evaluate.EvalResult (detections too)."""
     from ..core.evaluate import evaluate
     from .model import torch_predict
 
     data = load_dataset(data_yaml)
-    return evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress).scores()
+    res = evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress)
+    return res if full else res.scores()
 
 
 def _seed(seed: int) -> None:
@@ -299,6 +301,12 @@ def evaluate_run(job: EvalJob) -> dict:
     from .model import load_checkpoint
 
     run, data_yaml, split, joint = Path(job.run), Path(job.data), job.split, job.joint
+    if job.detections is not None:
+        det = Path(job.detections)
+        if det.exists() or det.is_symlink():
+            raise RunError(f"--detections {det} already exists; eval never overwrites it. Choose another path.")
+        if det.is_dir() or not det.absolute().parent.is_dir():
+            raise CldetError(f"--detections {det}: folder {det.absolute().parent} does not exist.")
     lin = read_lineage(run)
     model, meta = load_checkpoint(Path(run) / CHECKPOINT)
     jl = jm = None
@@ -307,7 +315,8 @@ def evaluate_run(job: EvalJob) -> dict:
         jm, _ = load_checkpoint(Path(joint) / CHECKPOINT)
     check_eval_data(data_yaml, lin.classes + [c for c in (jl.classes if jl else []) if c not in lin.classes], split,
                     source=f"{run}" + (f" and {joint}" if joint else ""))
-    now = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split)
+    full = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split, full=True)
+    now = full.scores()
     forgetting = {}
     for inc in lin.increments:
         g = f"step{inc.index}"
@@ -316,6 +325,9 @@ def evaluate_run(job: EvalJob) -> dict:
             forgetting[g] = then - now[g]["map50_95"]
     result = {"run": str(run), "data": str(data_yaml), "split": split, "classes": lin.classes,
               "groups": _groups(lin), "metrics": now, "forgetting": forgetting}
+    if job.detections is not None:
+        write_json_atomic(job.detections, full.detections)
+        result["detections"] = str(job.detections)
     if joint is not None:
         jnow = evaluate_model(jm, Path(data_yaml), jl.classes, jl.imgsz, _groups(lin), split)
         result["joint"] = jnow

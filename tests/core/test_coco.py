@@ -118,3 +118,29 @@ def test_not_json_and_different_categories(coco_yaml):
     _edit(coco_yaml.parent / "instances_val.json", lambda r: r["categories"].pop())
     with pytest.raises(DataError, match="different categories"):
         load_dataset(coco_yaml)
+
+
+def test_coco_detections_scored_by_cocoeval_match_the_projects_map(coco_yaml):
+    """evaluate() also returns its detections in COCO results format, with the file's own image and category ids:
+    pycocotools' COCOeval on them and the ground-truth file gives the project's mAP (within 0.005)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from cldet.deploy.runtime import open_backend
+
+    backend = open_backend(SMOKE / "model.int8.onnx", provider="cpu")
+    names = json.loads((SMOKE / "manifest.json").read_text())["classes"]
+    res = evaluate(backend, load_dataset(coco_yaml), "val", names, backend.imgsz, progress=False)
+    assert res.detections and {d["category_name"] for d in res.detections} <= set(names)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_yaml.parent / "instances_val.json"))
+        ev = COCOeval(gt, gt.loadRes(res.detections), "bbox")
+        ev.params.catIds = [CAT_IDS[NAMES.index(n)] for n in names]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert abs(ev.stats[0] - res.groups["all"].map50_95) < 0.005, (ev.stats[0], res.groups["all"].map50_95)
+    assert abs(ev.stats[1] - res.groups["all"].map50) < 0.005

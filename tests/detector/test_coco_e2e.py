@@ -47,5 +47,10 @@ def test_train_learn_eval_on_coco(tmp_path):
     assert lin.classes == ["white-pawn", "white-king", "black-pawn"] and set(lin.last.metrics) >= {"old", "new"}
     staged = (tmp_path / "step1" / "data" / "train" / "labels")
     assert any(p.read_text().strip() for p in staged.iterdir())  # COCO boxes staged as YOLO label files
-    invoke("eval", "--run", tmp_path / "step1", "--data", tmp_path / "coco.yaml", "--out", tmp_path / "ev.json")
+    invoke("eval", "--run", tmp_path / "step1", "--data", tmp_path / "coco.yaml", "--out", tmp_path / "ev.json",
+           "--detections", tmp_path / "dets.json")
     assert set(json.loads((tmp_path / "ev.json").read_text())["metrics"]) >= {"step0", "step1", "all"}
+    dets = json.loads((tmp_path / "dets.json").read_text())
+    gt = json.loads((tmp_path / "instances_val.json").read_text())
+    assert dets and {d["image_id"] for d in dets} <= {i["id"] for i in gt["images"]}
+    assert {d["category_id"] for d in dets} <= {c["id"] for c in gt["categories"]}
