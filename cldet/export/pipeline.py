@@ -141,9 +141,11 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     files = artifact_names(opts)
     existing = [f for f in [*files.values(), "manifest.json"] if (out / f).exists()]
     if existing and not opts.force:
-        raise RunError(f"{out} already holds {', '.join(existing)}; pass --exist-ok (or --force) to overwrite, or --out elsewhere.")
-    data_yaml = Path(opts.data) if opts.data else Path(lin.last.data.get("yaml", ""))
-    if not data_yaml.is_file():
+        raise RunError(f"{out} already holds {', '.join(existing)}; pass --exist-ok (or --force) to overwrite, "
+                       "or --out elsewhere.")
+    recorded = lin.last.data.get("yaml")  # an imported run (cldet import) records none
+    data_yaml = Path(opts.data) if opts.data else Path(recorded) if recorded else None
+    if data_yaml is None or not data_yaml.is_file():
         raise CldetError(f"evaluation data {data_yaml or '(none in the lineage)'} not found; pass --data VAL.yaml.")
     ds = load_dataset(data_yaml)
     require_classes(names, ds, f"run {run}")
