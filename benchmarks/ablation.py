@@ -80,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     joint = joint_metrics(root / "joint", p) if (root / "joint" / "lineage.json").exists() else None
     summary = {"protocol": p.name, "dataset": p.dataset_name, "seed": args.seed, "train": tcfg.as_dict(),
                "base": base.last.metrics, "joint": joint, "rows": rows}
-    out = args.results / f"ablation-{p.dataset_name}-{p.name}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out.with_suffix(".json"), summary)
-    table = ablation_table(summary)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    print(write_results(summary, args.results / f"ablation-{p.dataset_name}-{p.name}"))
     return 0
+
+
+def write_results(summary: dict, stem: Path) -> str:
+    """The study's JSON and its markdown table at `stem`.{json,md}; returns the table."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(stem.with_suffix(".json"), summary)
+    table = ablation_table(summary)
+    stem.with_suffix(".md").write_text(table)
+    return table
 
 
 def ablation_table(s: dict) -> str:

@@ -20,13 +20,12 @@ from pathlib import Path
 
 from cldet import api
 from cldet.core.assets import CHESS_MINI, DEMO_BASE
-from cldet.core.files import write_json_atomic
 from cldet.demo import BLACK
 from cldet.detector.config import DEFAULT_METHOD, TrainConfig
 from cldet.detector.lineage import read_lineage
 from cldet.protocol import reuse
 
-from .ablation import VARIANTS, ablation_table
+from .ablation import VARIANTS, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     base_m = evaluate_model(model, CHESS_MINI, meta["names"], meta["imgsz"], {"all": base.classes}, progress=False)
     summary = {"protocol": "demo", "dataset": "chess-mini", "seed": args.seed, "train": tcfg.as_dict(), "base": base_m,
                "joint": None, "rows": rows}
-    out = args.results / f"proxy-chess-mini-seed{args.seed}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out.with_suffix(".json"), summary)
-    table = ablation_table(summary)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    print(write_results(summary, args.results / f"proxy-chess-mini-seed{args.seed}"))
     return 0
 
 
