@@ -138,7 +138,6 @@ class Distiller:
         # the task loss is a (box, cls, dfl) vector that the trainer sums: add the distillation once
         return loss.sum() + kd * bs, items
 
-
     def _split_criteria(self, model) -> tuple[IncrementalLoss, IncrementalLoss]:
         """(old-channel loss, new-channel loss), built once per model (after Ultralytics set its hyper-parameters)."""
         crits = getattr(self, "_crits", None)
