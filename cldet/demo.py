@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .core.assets import CHESS_MINI, DEMO_BASE
@@ -64,7 +64,7 @@ def run_demo(opts: DemoOptions, data: Path = DEMO_DATA, base: Path = DEMO_BASE) 
                        eval_data=data)
         log.info("[%d/%d] %s: learning the 6 black piece classes from the white-piece model", k, len(METHODS), name)
         t0 = time.time()
-        reuse(run, lambda: learn(job, DistillConfig(method=ALIASES.get(name, name)), tcfg))
+        reuse(run, lambda r: learn(replace(job, resume=r), DistillConfig(method=ALIASES.get(name, name)), tcfg))
         inc = read_lineage(run).last
         final = {g: inc.metrics[g] for g in ("old", "new", "all")}
         summary["methods"][name] = {

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from .core.files import write_json_atomic
 from .detector.config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
 from .detector.jobs import LearnJob, TrainJob
 from .detector.lineage import LINEAGE, read_lineage
+from .detector.rundir import PENDING
 
 __all__ = ["Protocol", "load_protocol", "run_protocol", "joint_metrics", "summarise", "reuse", "ALIASES"]
 
@@ -80,15 +81,19 @@ def load_protocol(path: Path, data_root: Path) -> Protocol:
 
 
 def reuse(run: Path, make) -> Path:
-    """Call `make()` to produce the run directory `run` unless it is finished (has its lineage.json); a folder left
-    by an interrupted step is removed first, so the step starts again from scratch."""
+    """Produce the run directory `run` with `make(resume)` unless it is finished (has its lineage.json). A folder
+    left by an interrupted step that had trained at least one epoch (pending.json and a weights-only state) is
+    continued with `make(True)` (cldet's --resume); any other leftover is removed and the step starts again."""
     if not (run / LINEAGE).exists():
+        if (run / PENDING).exists() and (run / "train" / "weights" / "state.pt").exists():
+            make(True)
+            return run
         if run.exists():
             import shutil
 
             shutil.rmtree(run)
         run.parent.mkdir(parents=True, exist_ok=True)
-        make()
+        make(False)
     return run
 
 
@@ -140,7 +145,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     # an explicit epochs override (--epochs, --quick) applies to every run of the protocol
     forced = (train_over or {}).get("epochs")
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
-    m, s = once(base, lambda: train(base_job(base, p.steps[0]), bcfg))
+    m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg))
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     for method in methods or p.methods:
         real = ALIASES.get(method, method)
@@ -150,7 +155,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
             run = root / method / f"step{k}"
             job = LearnJob(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run, old_labels=False,
                            eval_data=p.dataset, curves=curves)
-            m, s = once(run, lambda: learn(job, dcfg, tcfg))
+            m, s = once(run, lambda r: learn(replace(job, resume=r), dcfg, tcfg))
             steps.append({"metrics": m, "seconds": s, "curve": _curve(run)})
             prev = run
         res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
@@ -160,7 +165,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
-        _, s = once(jrun, lambda: train(base_job(jrun, all_classes), jcfg))
+        _, s = once(jrun, lambda r: train(replace(base_job(jrun, all_classes), resume=r), jcfg))
         res["joint"] = {"metrics": joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
         write_json_atomic(root / "partial.json", res)
     return res

@@ -71,3 +71,26 @@ def test_demo_refuses_missing_base(tmp_path):
     with pytest.raises(RunError, match="demo base model"):
         run_demo(DemoOptions(out=tmp_path / "d"), base=tmp_path / "nope")
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("leftover, expect", [
+    ({"pending.json": "{}", "train/weights/state.pt": "w"}, [True]),   # trained >= 1 epoch: continued (--resume)
+    ({"pending.json": "{}"}, [False]),                                 # killed before training: started again
+    ({"junk.txt": "x"}, [False]),                                      # not a cldet run: removed, started again
+    ({"lineage.json": "{}"}, []),                                      # finished: reused, nothing run
+])
+def test_reuse_resumes_an_interrupted_step(tmp_path, leftover, expect):
+    from cldet.protocol import reuse
+
+    run = tmp_path / "step1"
+    for rel, text in leftover.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text(text)
+    calls = []
+
+    def make(resume):
+        calls.append(resume)
+        assert run.exists() == resume, "a resumed folder is kept; a fresh start gets no leftover"
+
+    assert reuse(run, make) == run
+    assert calls == expect
