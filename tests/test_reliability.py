@@ -215,6 +215,19 @@ def _coco(w: W, edit: Callable[[dict], None] | None = None) -> Path:
                                           "images": str(w.data.parent / s / "images")} for s in ("train", "val")})
 
 
+def _coco_json(w: W, edit: Callable[[dict], None] | None = None) -> Path:
+    """The workspace's train images as one COCO file kept apart from them (for --data x.json --images DIR)."""
+    from tests.core.test_coco import to_coco
+
+    (w.root / "ann").mkdir()
+    j = to_coco(sorted((w.data.parent / "train" / "images").iterdir()), w.root / "ann" / "train.json")
+    if edit is not None:
+        raw = json.loads(j.read_text())
+        edit(raw)
+        j.write_text(json.dumps(raw))
+    return j
+
+
 def TC(edit):  # noqa: N802 - train on COCO data that `edit` broke
     return lambda w: ["train", "--data", _coco(w, edit), "--out", w.root / "out", *CLS, *TINY]
 
@@ -346,6 +359,9 @@ CASES: list[Case] = [
          "category_id 99 is not in 'categories'"),
     Case("train-coco-unknown-image-id", TC(lambda r: r["annotations"][0].update(image_id=5)), 3,
          "image_id 5 is not in 'images'"),
+    Case("train-coco-images-with-yaml", T("--images", "."), 2, "is only for a COCO .json --data"),
+    Case("train-coco-images-not-a-folder", lambda w: ["train", "--data", _coco_json(w), "--images", w.img(), "--out",
+                                                      w.root / "out", *CLS, *TINY], 3, "is a file"),
     Case("train-coco-not-json", lambda w: ["train", "--data", w.write_yaml("x.json", "{nope"), "--out", w.root / "out",
                                            *CLS, *TINY], 3, "not valid JSON"),
     # --- train: output folder (exit 4) ----------------------------------------------------------------------------
@@ -395,6 +411,13 @@ CASES: list[Case] = [
     Case("learn-label-bad-line", lambda w: (w.label(k=2).write_text("4 0.5 0.5\n"), L()(w))[1], 3, "expected 5"),
     Case("learn-image-truncated", lambda w: (_truncate(w), L()(w))[1], 3, "truncated"),
     Case("learn-out-exists", lambda w: ((w.root / "out").mkdir(), L()(w))[1], 4, "already exists"),
+    Case("learn-coco-images-missing", lambda w: ["learn", "--from", w.run, "--data", _coco_json(w), "--images",
+                                                 w.root / "nope", "--new-classes", "black-pawn", "--out",
+                                                 w.root / "out"], 3, "folder does not exist"),
+    Case("learn-coco-image-without-file", lambda w: [
+        "learn", "--from", w.run, "--data", _coco_json(w, lambda r: r["images"][0].update(file_name="gone.jpg")),
+        "--images", w.data.parent / "train" / "images", "--new-classes", "black-pawn", "--out", w.root / "out"], 3,
+        "image(s) without a file"),
     # --- eval -----------------------------------------------------------------------------------------------------
     Case("eval-run-missing", E(run=lambda w: w.root / "nope"), 4, "does not exist"),
     Case("eval-run-evil-activation", lambda w: (w.tamper_model(lambda b: _act(b, w.marker)), E()(w))[1], 4,
@@ -415,6 +438,10 @@ CASES: list[Case] = [
     Case("eval-out-folder-missing", lambda w: E("--out", w.root / "nope" / "rep.json")(w), 2, "does not exist"),
     Case("eval-joint-not-a-run", lambda w: ((w.root / "j").mkdir(), E("--joint", w.root / "j")(w))[1], 4,
          "no lineage.json"),
+    Case("eval-coco-images-with-yaml", E("--images", "."), 2, "is only for a COCO .json --data"),
+    Case("eval-coco-unknown-category", lambda w: [
+        "eval", "--run", w.run, "--data", _coco_json(w, lambda r: r["annotations"][0].update(category_id=99)),
+        "--images", w.data.parent / "train" / "images"], 3, "category_id 99 is not in 'categories'"),
     # --- export ---------------------------------------------------------------------------------------------------
     Case("export-run-missing", lambda w: ["export", "--run", w.root / "nope"], 4, "does not exist"),
     Case("export-target-unknown", X("--target", "gpu"), 2, "unknown target 'gpu'"),

@@ -89,9 +89,11 @@ def from_folder(folder: str | Path, classes: list[str]) -> CalibrationSet:
     return CalibrationSet(imgs, list(classes), cls, [f"folder {folder}"])
 
 
-def from_dataset(data_yaml: str | Path, classes: list[str], max_images: int, seed: int = 0) -> CalibrationSet:
-    """A class-balanced sample of a dataset's TRAIN split (for runs without a reservoir)."""
-    cands: list[Candidate] = _train_candidates(Path(data_yaml), list(classes), 0)
+def from_dataset(data_yaml: str | Path, classes: list[str], max_images: int, seed: int = 0,
+                 images: str | Path | None = None) -> CalibrationSet:
+    """A class-balanced sample of a dataset's TRAIN split (for runs without a reservoir); `images`: the --images
+    folder of a COCO .json."""
+    cands: list[Candidate] = _train_candidates(Path(data_yaml), list(classes), 0, images)
     chosen = select_balanced(cands, list(classes), max_images, max_mb=float("inf"), seed=seed)
     return CalibrationSet([c.image for c in chosen], list(classes), [c.classes for c in chosen],
                           [f"train split of {data_yaml}"])

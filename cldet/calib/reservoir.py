@@ -84,8 +84,9 @@ def select_balanced(cands: list[Candidate], class_names: list[str], max_images: 
     return chosen
 
 
-def _train_candidates(data_yaml: Path, class_names: list[str], increment: int) -> list[Candidate]:
-    ds = load_dataset(data_yaml)
+def _train_candidates(data_yaml: Path, class_names: list[str], increment: int,
+                      images: str | Path | None = None) -> list[Candidate]:
+    ds = load_dataset(data_yaml, images)
     to_model = class_map(class_names, ds.names)
     out = []
     for img, lab in ds.labels("train").items():
@@ -147,12 +148,14 @@ def update_reservoir(
     max_mb: float = 32.0,
     increment: int | None = None,
     seed: int = 0,
+    images: str | Path | None = None,
 ) -> dict:
     """Write `run_dir/calib/` from the parent's reservoir plus a class-balanced sample of this increment's TRAIN
     images; returns the index (also saved as calib/index.json). Call it at the end of every train/learn.
 
     Labels are remapped to the model's class ids by name; images whose labels hold none of the model's classes
-    are skipped. Eviction keeps every class covered where the caps allow and warns by name otherwise.
+    are skipped. Eviction keeps every class covered where the caps allow and warns by name otherwise. `images`: the
+    --images folder of a COCO .json `data_yaml`.
     """
     run_dir, data_yaml = Path(run_dir), Path(data_yaml)
     if max_images < 0 or max_mb < 0:
@@ -163,7 +166,7 @@ def update_reservoir(
     old = _parent_candidates(parent, class_names) if parent else []
     if increment is None:
         increment = 1 + max((c.increment for c in old), default=-1) if parent else 0
-    new = _train_candidates(data_yaml, class_names, increment)
+    new = _train_candidates(data_yaml, class_names, increment, images)
     chosen = select_balanced(old + new, class_names, max_images, max_mb, seed=seed)
 
     root = run_dir / CALIB_DIR

@@ -1,8 +1,9 @@
 """COCO json datasets (instances files, as `pycocotools` reads them), as the same `Dataset` the YOLO reader yields.
 
 Two ways to point at one (docs in README "Using it"):
-  - `--data instances.json`: one annotation file; image `file_name`s are relative to the json's folder (Roboflow's
-    `_annotations.coco.json` layout). It serves as the train and the val split.
+  - `--data instances.json [--images DIR]`: one annotation file; image `file_name`s are relative to DIR, or without
+    --images to the json's folder (Roboflow's `_annotations.coco.json` layout). It serves as the train and the val
+    split.
   - a dataset yaml whose splits are mappings:
         train: {annotations: annotations/instances_train.json, images: images/train}
         val:   {annotations: annotations/instances_val.json, images: images/val}

@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from .coco import CocoSplit, is_coco_entry, read_coco
-from .errors import DataError
+from .errors import CldetError, DataError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -43,6 +43,7 @@ class Dataset:
     names: list[str]
     splits: dict[str, list[Path]] = field(default_factory=dict)
     coco: dict[str, CocoSplit] = field(default_factory=dict)  # split -> its COCO annotations (COCO datasets)
+    images_dir: Path | None = None  # `--images DIR` of a COCO .json (None: the data file says where its images are)
 
     @property
     def nc(self) -> int:
@@ -133,13 +134,19 @@ def _names_from(raw: object, where: Path) -> list[str]:
     return names
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Parse a YOLO dataset yaml; paths resolve against its `path:` key or else the yaml's folder."""
+def load_dataset(path: str | Path, images: str | Path | None = None) -> Dataset:
+    """Parse a YOLO dataset yaml; paths resolve against its `path:` key or else the yaml's folder.
+
+    A COCO `.json` is read with its images in `images` (`--images DIR`), else beside it; a yaml names its own image
+    folders, so `images` with a yaml is refused."""
     path = Path(path)
+    if images is not None and path.suffix.lower() != ".json":
+        raise CldetError(f"--images {images} is only for a COCO .json --data; {path} is not one (a dataset yaml names "
+                         "its image folders itself: train: {annotations: x.json, images: DIR}). Leave --images out.")
     if not path.is_file():
         raise DataError(f"dataset yaml {path} does not exist.")
     if path.suffix.lower() == ".json":
-        return _load_coco_json(path)
+        return _load_coco_json(path, None if images is None else Path(images))
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -173,11 +180,17 @@ def load_dataset(path: str | Path) -> Dataset:
                    splits=splits, coco=coco)
 
 
-def _load_coco_json(path: Path) -> Dataset:
-    """`--data instances.json`: one COCO file, images beside it, used as the train and the val split."""
-    split = read_coco(path, path.parent)
-    return Dataset(yaml_path=path.resolve(), names=split.names, splits={"train": [path.parent], "val": [path.parent]},
-                   coco={"train": split, "val": split})
+def _load_coco_json(path: Path, images: Path | None) -> Dataset:
+    """`--data instances.json [--images DIR]`: one COCO file, its images in DIR (default: beside it), used as the
+    train and the val split."""
+    if images is not None and not images.is_dir():
+        raise DataError(f"--images {images}: " + ("is a file; give the folder that holds the images of "
+                                                  if images.exists() else "folder does not exist; it should hold the "
+                                                  "images of ") + f"{path}.")
+    folder = images.resolve() if images is not None else path.parent
+    split = read_coco(path, folder)
+    return Dataset(yaml_path=path.resolve(), names=split.names, splits={"train": [folder], "val": [folder]},
+                   coco={"train": split, "val": split}, images_dir=folder if images is not None else None)
 
 
 def label_path_for(image: Path) -> Path:

@@ -97,10 +97,11 @@ def check_train_data(ds: Dataset, require: list[str]) -> None:
     check_split(ds, "val", need_labels=False)
 
 
-def check_eval_data(path: Path, names: list[str], split: str = "val", source: str = "the model") -> Dataset:
+def check_eval_data(path: Path, names: list[str], split: str = "val", source: str = "the model",
+                    images: Path | None = None) -> Dataset:
     """A dataset a model of `names` will be scored on: names include every class, and `split` is intact and
-    labeled."""
-    ds = load_dataset(path)
+    labeled. `images`: the --images folder of a COCO .json."""
+    ds = load_dataset(path, images)
     require_classes(names, ds, source)
     check_split(ds, split)
     return ds

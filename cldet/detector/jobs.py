@@ -31,7 +31,10 @@ class TrainJob(RunControl):
 
     data: Path = field(metadata=option(
         "dataset: a YOLO yaml with train and val splits, a yaml whose splits name COCO files "
-        "({annotations: x.json, images: DIR}), or one COCO instances .json with its images beside it"))
+        "({annotations: x.json, images: DIR}), or one COCO instances .json (images in --images, else beside it)"))
+    images: Path | None = field(default=None, metadata=option(
+        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
+        "json's own folder)"))
     out: Path = field(metadata=option("new run directory (refused if it exists, unless --resume)"))
     classes: str | None = field(default=None, metadata=option(
         "comma list of class names or ids to learn (default: all)"))
@@ -40,7 +43,7 @@ class TrainJob(RunControl):
     no_init: bool = field(default=False, metadata=option("start from random weights"))
     arch: str = field(default="yolov5nu.yaml", metadata=option("Ultralytics architecture yaml"))
     eval_data: Path | None = field(default=None, metadata=option(
-        "dataset yaml to score the result on (default: --data)"))
+        "dataset yaml (or COCO .json, images beside it) to score the result on (default: --data, with --images)"))
 
 
 @dataclass(kw_only=True)
@@ -51,12 +54,16 @@ class LearnJob(RunControl):
                                            flag="--from"))
     data: Path = field(metadata=option(
         "dataset of the NEW data (labeled for the new classes): YOLO yaml, yaml naming COCO files, or a COCO .json"))
+    images: Path | None = field(default=None, metadata=option(
+        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
+        "json's own folder)"))
     new_classes: str = field(metadata=option("comma list of class names (or ids) in --data to add"))
     out: Path = field(metadata=option("new run directory; the previous run is never written to"))
     old_labels: bool = field(default=True, metadata=option(
         "use labels of already-known classes present in the new data"))
     eval_data: Path | None = field(default=None, metadata=option(
-        "dataset yaml with ALL classes labeled, to score old and new classes (default: --data)"))
+        "dataset yaml (or COCO .json, images beside it) with ALL classes labeled, to score old and new classes "
+        "(default: --data, with --images)"))
 
 
 @dataclass
@@ -66,6 +73,9 @@ class EvalJob:
     run: Path = field(metadata=option("run directory"))
     data: Path = field(metadata=option(
         "dataset with the classes to score labeled: YOLO yaml, yaml naming COCO files, or a COCO .json"))
+    images: Path | None = field(default=None, metadata=option(
+        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
+        "json's own folder)"))
     split: str = field(default="val", metadata=option("split to evaluate"))
     joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
     detections: Path | None = field(default=None, metadata=option(

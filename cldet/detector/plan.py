@@ -41,6 +41,7 @@ class TrainPlan:
     eval_yaml: Path
     tcfg: TrainConfig
     options: dict = field(default_factory=dict)  # what a --resume must repeat (rundir.RunFolder)
+    eval_images: Path | None = None  # --images of a COCO .json evaluation set (when it is --data)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class LearnPlan:
     tcfg: TrainConfig
     dcfg: DistillConfig
     options: dict = field(default_factory=dict)
+    eval_images: Path | None = None
 
     @property
     def names(self) -> list[str]:
@@ -91,6 +93,16 @@ def _check_resumable(out: Path, mode: str, command: str, options: dict) -> None:
     check_pending(out, command, options)
 
 
+def _eval_source(eval_data: Path | None, data: Path, ds: Dataset) -> tuple[Path, Path | None]:
+    """The evaluation data and its --images folder: --eval-data as it is, else --data with its --images."""
+    return (Path(eval_data), None) if eval_data is not None else (Path(data), ds.images_dir)
+
+
+def _images_option(ds: Dataset) -> dict:
+    """--images in what a --resume must repeat; absent without it, so runs begun before the option still resume."""
+    return {"images": str(ds.images_dir)} if ds.images_dir is not None else {}
+
+
 def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
     from .arch import resolve_arch
 
@@ -101,19 +113,19 @@ def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
     init = None if job.no_init else Path(job.init or DEFAULT_INIT)
     if init is not None:
         _check_init(init)
-    ds = load_dataset(job.data)
+    ds = load_dataset(job.data, job.images)
     ids = resolve_classes(job.classes, ds.names) if job.classes else list(range(ds.nc))
     names = [ds.names[i] for i in ids]
     check_train_data(ds, require=names)
-    ev = Path(job.eval_data or job.data)
+    ev, ev_images = _eval_source(job.eval_data, job.data, ds)
     if job.eval_data is not None:
         check_eval_data(ev, names)
     mode = check_out(Path(job.out), job.resume)
     options = {"data": str(ds.yaml_path), "fingerprints": [ds.fingerprint("train"), ds.fingerprint("val")],
                "classes": names, "arch": job.arch, "init": str(init), "eval_data": str(ev.resolve()),
-               "train": tcfg.as_dict()}
+               "train": tcfg.as_dict(), **_images_option(ds)}
     _check_resumable(Path(job.out), mode, "train", options)
-    return TrainPlan(Path(job.out), mode, ds, names, job.arch, arch_cfg, init, ev, tcfg, options)
+    return TrainPlan(Path(job.out), mode, ds, names, job.arch, arch_cfg, init, ev, tcfg, options, ev_images)
 
 
 def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPlan:
@@ -136,7 +148,7 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
     _, meta = load_checkpoint(from_run / CHECKPOINT)  # the teacher: architecture checked, weights fit
     if list(meta["names"]) != parent.classes:
         raise RunError(f"{from_run}: checkpoint classes {meta['names']} differ from lineage.json's {parent.classes}.")
-    ds = load_dataset(job.data)
+    ds = load_dataset(job.data, job.images)
     new = [ds.names[i] for i in resolve_classes(job.new_classes, ds.names, what="new class")]
     known = [n for n in new if n in parent.classes]
     if known:
@@ -146,12 +158,12 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
     if dcfg.method == "replay" and not any((from_run / "data" / "train" / "images").glob("*")):
         raise RunError(f"--method replay needs the previous run's staged training images "
                        f"({from_run / 'data' / 'train' / 'images'}), and it has none.")
-    ev = Path(job.eval_data or job.data)
-    check_eval_data(ev, parent.classes + new, source=f"{from_run} plus the new classes")
+    ev, ev_images = _eval_source(job.eval_data, job.data, ds)
+    check_eval_data(ev, parent.classes + new, source=f"{from_run} plus the new classes", images=ev_images)
     mode = check_out(out, job.resume)
     options = {"from": str(from_run.resolve()), "parent_sha256": parent.last.artifacts.get(CHECKPOINT),
                "data": str(ds.yaml_path), "fingerprints": [ds.fingerprint("train"), ds.fingerprint("val")],
                "new_classes": new, "old_labels": job.old_labels, "eval_data": str(ev.resolve()),
-               "train": tcfg.as_dict(), "distill": dcfg.as_dict()}
+               "train": tcfg.as_dict(), "distill": dcfg.as_dict(), **_images_option(ds)}
     _check_resumable(out, mode, "learn", options)
-    return LearnPlan(out, mode, ds, from_run, parent, new, use, ev, tcfg, dcfg, options)
+    return LearnPlan(out, mode, ds, from_run, parent, new, use, ev, tcfg, dcfg, options, ev_images)

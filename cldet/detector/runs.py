@@ -46,7 +46,8 @@ def _read_curves(path: Path) -> list[dict]:
     return rows if ok else []
 
 
-def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, groups: dict):
+def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, groups: dict,
+                    images: Path | None = None):
     """An `on_fit_epoch_end` callback: score the EMA model per class group after every epoch.
 
     The learning curves show whether a run has converged (a benchmark needs models that finished
@@ -63,7 +64,7 @@ def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, gr
         t0 = time.time()
         model = trainer.ema.ema if trainer.ema else trainer.model
         device = next(model.parameters()).device
-        m = evaluate_model(model, eval_yaml, names, imgsz, groups, progress=False, device=device)
+        m = evaluate_model(model, eval_yaml, names, imgsz, groups, progress=False, device=device, images=images)
         rows = _read_curves(path)
         rows = [r for r in rows if r["epoch"] < trainer.epoch + 1]
         rows.append({"epoch": trainer.epoch + 1, "metrics": m, "eval_seconds": round(time.time() - t0, 2)})
@@ -126,7 +127,7 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
 
 
 def _finish(run: RunFolder, state: dict, names: list[str], imgsz: int, inc: Increment, parent: Lineage | None,
-            arch: str, eval_yaml: Path | None) -> Lineage:
+            arch: str, eval_yaml: Path | None, eval_images: Path | None = None) -> Lineage:
     """Training state -> weights-only model.pt, evaluation, calibration reservoir, lineage (last)."""
     from .model import build_model, save_checkpoint
 
@@ -141,7 +142,7 @@ def _finish(run: RunFolder, state: dict, names: list[str], imgsz: int, inc: Incr
     save_checkpoint(out / CHECKPOINT, model, names, imgsz, extra={"increment": inc.index})
     lineage = Lineage(arch=arch, imgsz=imgsz, classes=list(names), increments=[*(parent.increments if parent else []), inc])
     if eval_yaml is not None:
-        inc.metrics = evaluate_model(model, eval_yaml, names, imgsz, _groups(lineage))
+        inc.metrics = evaluate_model(model, eval_yaml, names, imgsz, _groups(lineage), images=eval_images)
     _update_reservoir(out, inc, names)
     inc.seconds = run.seconds()
     inc.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -157,22 +158,30 @@ def _groups(lin: Lineage) -> dict[str, list[str]]:
     return g
 
 
+def _images(data) -> dict:
+    """The --images folder of a COCO .json, recorded beside the data file so export and calibration find the
+    images again; absent without it."""
+    return {"images": str(data.images_dir)} if data.images_dir is not None else {}
+
+
 def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
     """Keep a small, class-balanced calibration reservoir beside the run (cldet.calib)."""
     from ..calib.reservoir import update_reservoir
 
     parent = Path(inc.parent["run"]) if inc.parent else None
-    idx = update_reservoir(out, parent, Path(inc.data["yaml"]), names, increment=inc.index)
+    idx = update_reservoir(out, parent, Path(inc.data["yaml"]), names, increment=inc.index,
+                           images=inc.data.get("images"))
     inc.data["calib"] = {"images": len(idx["images"]), "bytes": idx["bytes"], "classes_missing": idx["missing"]}
 
 
 def evaluate_model(model, data_yaml: Path, names: list[str], imgsz: int, groups: dict, split: str = "val",
-                   progress: bool = True, device="cpu", full: bool = False):
-    """Group -> {"map50_95", "map50"}; with `full`, the whole cldet.core.evaluate.EvalResult (detections too)."""
+                   progress: bool = True, device="cpu", full: bool = False, images: Path | None = None):
+    """Group -> {"map50_95", "map50"}; with `full`, the whole cldet.core.evaluate.EvalResult (detections too).
+    `images`: the --images folder of a COCO .json."""
     from ..core.evaluate import evaluate
     from .model import torch_predict
 
-    data = load_dataset(data_yaml)
+    data = load_dataset(data_yaml, images)
     res = evaluate(torch_predict(model, device), data, split, names, imgsz, groups=groups, progress=progress)
     return res if full else res.scores()
 
@@ -213,7 +222,7 @@ def _train(plan: TrainPlan, run: RunFolder, job: TrainJob) -> Lineage:
         index=0, kind="train", classes_added=names, method="base",
         hyper={"train": tcfg.as_dict(), "init": str(plan.init)},
         data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
-              "val_fingerprint": data.fingerprint("val")},
+              "val_fingerprint": data.fingerprint("val"), **_images(data)},
     )
     _fresh(out, "data", str(INIT))
     staged = stage_dataset(data, out / "data", names, names)
@@ -222,10 +231,10 @@ def _train(plan: TrainPlan, run: RunFolder, job: TrainJob) -> Lineage:
     if plan.init:
         load_backbone(model, plan.init)
     write_trainer_start(out / INIT, model, names, tcfg.imgsz, None)
-    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, {"step0": names, "all": names}) \
-        if job.curves else None
+    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, {"step0": names, "all": names},
+                            plan.eval_images) if job.curves else None
     state = _train_to_end(run, tcfg, curve, job.verbose)
-    return _finish(run, state, names, tcfg.imgsz, inc, None, plan.arch, plan.eval_yaml)
+    return _finish(run, state, names, tcfg.imgsz, inc, None, plan.arch, plan.eval_yaml, plan.eval_images)
 
 
 def learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> Lineage:
@@ -253,7 +262,7 @@ def _learn(plan: LearnPlan, run: RunFolder, job: LearnJob) -> Lineage:
         index=len(parent.increments), kind="learn", classes_added=plan.new, method=dcfg.method,
         hyper={"train": tcfg.as_dict(), "distill": dcfg.as_dict()},
         data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
-              "val_fingerprint": data.fingerprint("val"), "labels_used": plan.use},
+              "val_fingerprint": data.fingerprint("val"), "labels_used": plan.use, **_images(data)},
         parent={"run": str(from_run.resolve()), "model_sha256": parent.last.artifacts[CHECKPOINT]},
     )
     _fresh(out, "data", "replay", str(INIT))
@@ -268,9 +277,9 @@ def _learn(plan: LearnPlan, run: RunFolder, job: LearnJob) -> Lineage:
     cl_config = {"teacher": str(teacher_ckpt), "nc_old": len(parent.classes), "terms": terms, **dcfg.as_dict()}
     write_trainer_start(out / INIT, model, names, tcfg.imgsz, cl_config if any(terms.values()) else None)
     groups = _groups(Lineage(arch=parent.arch, imgsz=tcfg.imgsz, classes=names, increments=[*parent.increments, inc]))
-    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, groups) if job.curves else None
+    curve = _curve_callback(out, plan.eval_yaml, names, tcfg.imgsz, groups, plan.eval_images) if job.curves else None
     state = _train_to_end(run, tcfg, curve, job.verbose)
-    return _finish(run, state, names, tcfg.imgsz, inc, parent, parent.arch, plan.eval_yaml)
+    return _finish(run, state, names, tcfg.imgsz, inc, parent, parent.arch, plan.eval_yaml, plan.eval_images)
 
 
 def _replay_buffer(from_run: Path, out: Path, n: int, seed: int) -> list:
@@ -314,8 +323,9 @@ def evaluate_run(job: EvalJob) -> dict:
         jl = read_lineage(joint)
         jm, _ = load_checkpoint(Path(joint) / CHECKPOINT)
     check_eval_data(data_yaml, lin.classes + [c for c in (jl.classes if jl else []) if c not in lin.classes], split,
-                    source=f"{run}" + (f" and {joint}" if joint else ""))
-    full = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split, full=True)
+                    source=f"{run}" + (f" and {joint}" if joint else ""), images=job.images)
+    full = evaluate_model(model, Path(data_yaml), lin.classes, lin.imgsz, _groups(lin), split, full=True,
+                          images=job.images)
     now = full.scores()
     forgetting = {}
     for inc in lin.increments:
@@ -325,11 +335,13 @@ def evaluate_run(job: EvalJob) -> dict:
             forgetting[g] = then - now[g]["map50_95"]
     result = {"run": str(run), "data": str(data_yaml), "split": split, "classes": lin.classes,
               "groups": _groups(lin), "metrics": now, "forgetting": forgetting}
+    if job.images is not None:
+        result["images"] = str(job.images)
     if job.detections is not None:
         write_json_atomic(job.detections, full.detections)
         result["detections"] = str(job.detections)
     if joint is not None:
-        jnow = evaluate_model(jm, Path(data_yaml), jl.classes, jl.imgsz, _groups(lin), split)
+        jnow = evaluate_model(jm, Path(data_yaml), jl.classes, jl.imgsz, _groups(lin), split, images=job.images)
         result["joint"] = jnow
         result["ratio_to_joint"] = {
             g: (now[g]["map50_95"] / jnow[g]["map50_95"]) if jnow.get(g, {}).get("map50_95") else None for g in now

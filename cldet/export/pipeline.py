@@ -110,7 +110,7 @@ def _calibration(run: Path, lin, names: list[str], opts: ExportOptions, eval_ima
         log.warning("%s has no calibration reservoir; calibrating on a class-balanced sample of the TRAIN split of %s "
                     "(only the last increment's data: earlier classes are covered only if it shows them)",
                     run, train_yaml)
-        sets.append(from_dataset(train_yaml, names, opts.calib_images))
+        sets.append(from_dataset(train_yaml, names, opts.calib_images, images=lin.last.data.get("images")))
     calib = merge(*sets, max_images=opts.calib_images)
     check_disjoint(calib, eval_images)
     bad = [(p, why) for p in calib.images if (why := image_problem(p))]
@@ -147,7 +147,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
     data_yaml = Path(opts.data) if opts.data else Path(recorded) if recorded else None
     if data_yaml is None or not data_yaml.is_file():
         raise CldetError(f"evaluation data {data_yaml or '(none in the lineage)'} not found; pass --data VAL.yaml.")
-    ds = load_dataset(data_yaml)
+    ds = load_dataset(data_yaml, None if opts.data else lin.last.data.get("images"))  # a recorded COCO --images
     require_classes(names, ds, f"run {run}")
     check_split(ds, opts.split, limit=opts.eval_limit)  # every evaluation image decodes, every label parses
     eval_images = ds.images(opts.split)
@@ -288,7 +288,8 @@ def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOption
     train_yaml = lin.last.data.get("yaml")
     if train_yaml and Path(train_yaml).is_file() and len(calib.images) < opts.qat_images:
         try:
-            sets.append(from_dataset(train_yaml, names, opts.qat_images - len(calib.images)))
+            sets.append(from_dataset(train_yaml, names, opts.qat_images - len(calib.images),
+                                     images=lin.last.data.get("images")))
         except CldetError as e:
             log.warning("QAT uses the calibration set only: %s", e)
     qat = merge(*sets, max_images=opts.qat_images)
