@@ -23,7 +23,7 @@ class RuntimeOptions(ProgressOption):
         "ONNX Runtime execution provider: auto (best installed), cpu, cuda or tensorrt. Engines (.engine/.plan) "
         "always run on TensorRT", choices=("auto", "cpu", "cuda", "tensorrt")))
     threads: int | None = field(default=None, metadata=option(
-        "CPU threads for ONNX Runtime (default: the runtime's choice)", min=1))
+        "CPU threads for ONNX Runtime (default: the runtime's choice)", unit="threads", min=1))
 
 
 @dataclass(kw_only=True)
@@ -42,7 +42,7 @@ class CheckOptions(RuntimeOptions):
         "device-built engine, the INT8 ONNX)"))
     batch: int = field(default=8, metadata=option("images per inference call", unit="images", min=1))
     limit: int | None = field(default=None, metadata=option(
-        "evaluate only the first N images (smoke test; drift then means little)", unit="images", min=1))
+        "evaluate only the first N images (smoke test; drift then means little; default: all)", unit="images", min=1))
     report: Path | None = field(default=None, metadata=option(
         "JSON report path (default: check-<artifact>.json in the current folder)", api=False))
 
@@ -53,11 +53,14 @@ class BenchOptions(RuntimeOptions):
 
     artifact: Path = field(metadata=option("artifact to time (.onnx or TensorRT .engine/.plan)"))
     vs: Path | None = field(default=None, metadata=option(
-        "second artifact, alternated with the first in the same run; the ratio artifact/vs is reported"))
-    iters: int = field(default=100, metadata=option("timed iterations per batch size", min=1))
+        "second artifact, alternated with the first in the same run; the ratio artifact/vs is reported (default: "
+        "none, one artifact timed)"))
+    iters: int = field(default=100, metadata=option("timed iterations per batch size", unit="iterations",
+                                                                min=1))
     warmup: int = field(default=10, metadata=option("untimed iterations first (allocation, kernel selection)",
-                                                    min=0))
-    batch: tuple[int, ...] = field(default=(1, 4, 8), metadata=option("batch sizes", sep=",", min=1))
+                                                    unit="iterations", min=0))
+    batch: tuple[int, ...] = field(default=(1, 4, 8), metadata=option("comma list of batch sizes", unit="images",
+                                                                                 sep=",", min=1))
     data: Path | None = field(default=None, metadata=option(
         "dataset yaml: end-to-end timing on its images (default: synthetic 640x480)"))
     split: str = field(default="val", metadata=option("split of --data"))
@@ -73,10 +76,11 @@ class PredictOptions(RuntimeOptions):
     source: Path = field(metadata=option(
         "an image, a folder of images and videos (not recursive), or a video file (.mp4, .avi, .mov, .mkv, ...)"))
     run: Path | None = field(default=None, metadata=option(
-        "run directory whose model.pt predicts (needs the train extra: torch, ultralytics); give --run or --artifact"))
+        "run directory whose model.pt predicts (needs the train extra: torch, ultralytics); give --run or --artifact "
+        "(default: none; exactly one of the two is required)"))
     artifact: Path | None = field(default=None, metadata=option(
         "exported ONNX artifact (model.fp32.onnx / model.int8.onnx) run with ONNX Runtime, no torch needed; class "
-        "names from its metadata, else from the manifest.json beside it"))
+        "names from its metadata, else from the manifest.json beside it (default: none; give --run or --artifact)"))
     out: Path = field(default=Path("predict-out"), metadata=option(
         "output folder: drawn images/videos, labels/*.txt (YOLO: class cx cy w h score, normalised) and "
         "predictions.json; refused if it exists, unless --exist-ok"))

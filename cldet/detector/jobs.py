@@ -77,10 +77,12 @@ class EvalJob:
         "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
         "json's own folder)"))
     split: str = field(default="val", metadata=option("split to evaluate"))
-    joint: Path | None = field(default=None, metadata=option("a joint model's run, for the ratio to joint"))
+    joint: Path | None = field(default=None, metadata=option(
+        "a joint model's run, for the ratio to joint (default: none, no ratio reported)"))
     detections: Path | None = field(default=None, metadata=option(
         "also write the run's detections in COCO results format to this JSON file (image and category ids of a "
-        "COCO dataset, else image index and class index; pycocotools' COCO.loadRes reads it); never overwritten"))
+        "COCO dataset, else image index and class index; pycocotools' COCO.loadRes reads it); never overwritten "
+        "(default: not written)"))
     out: Path | None = field(default=None, metadata=option(
         "JSON report path (default RUN/eval-<split>.json; never overwritten)", api=False))
 

@@ -38,9 +38,11 @@ class ExportOptions(ProgressOption):
                                                                     choices=CALIB_METHODS))
     percentile: float = field(default=99.999, metadata=option("percentile for --calib-method percentile", unit="%"))
     keep_float: tuple[str, ...] = field(default=(), metadata=option(
-        "regex of ONNX node names to keep float (repeatable), e.g. '^/model\\.0/'"))
+        "regex of ONNX node names to keep float (repeatable), e.g. '^/model\\.0/' (default: none beyond the built-in "
+        "float stem and decode)"))
     calib: Path | None = field(default=None, metadata=option(
-        "extra folder of calibration images (TRAIN images; YOLO labels beside them in model class ids are optional)"))
+        "extra folder of calibration images (TRAIN images; YOLO labels beside them in model class ids are optional) "
+        "(default: none: the run's calibration reservoir, else its last TRAIN split)"))
     calib_images: int = field(default=128, metadata=option("cap on calibration images", unit="images", min=1))
     engine: bool = field(default=False, metadata=option(
         "also build TensorRT engines with TensorRT's Python builder (on the board): model.int8.engine, and "
@@ -60,7 +62,7 @@ class ExportOptions(ProgressOption):
         "auto: largest |FP32 - INT8| mAP50-95 per class group PTQ may drift before QAT runs", unit="mAP50-95 points",
         min=0))
     eval_limit: int | None = field(default=None, metadata=option(
-        "score on the first N evaluation images only (quick checks)", unit="images", min=1))
+        "score on the first N evaluation images only (quick checks; default: all)", unit="images", min=1))
     threads: int | None = field(default=None, metadata=option(
-        "ONNX Runtime threads for host evaluation (default: the runtime's choice)", min=1))
+        "ONNX Runtime threads for host evaluation (default: the runtime's choice)", unit="threads", min=1))
     workspace_gb: float = field(default=2.0, metadata=option("TensorRT builder workspace", unit="GiB"))
