@@ -228,6 +228,13 @@ def _coco_json(w: W, edit: Callable[[dict], None] | None = None) -> Path:
     return j
 
 
+def _ultralytics(w: W, arch: str) -> Path:
+    """A checkpoint as Ultralytics' trainer writes it, of the task `arch` names (built offline from the yaml)."""
+    from tests.detector.test_import import ultralytics_checkpoint
+
+    return ultralytics_checkpoint(w.root / "best.pt", arch, names=["a", "b"])
+
+
 def TC(edit):  # noqa: N802 - train on COCO data that `edit` broke
     return lambda w: ["train", "--data", _coco(w, edit), "--out", w.root / "out", *CLS, *TINY]
 
@@ -497,6 +504,12 @@ CASES: list[Case] = [
          "truncated"),
     Case("predict-video-undecodable", lambda w: ((w.root / "clip.mp4").write_bytes(b"\0" * 4096),
                                                  P(source=w.root / "clip.mp4")(w))[1], 3, "cannot be decoded"),
+    Case("predict-video-text-as-mp4", lambda w: (
+        (w.root / "src").mkdir(), shutil.copy(w.img(), w.root / "src"), (w.root / "src" / "notes.mp4").write_text(
+            "not a video\n"), P(source=w.root / "src")(w))[3], 3, "notes.mp4 cannot be decoded"),
+    Case("predict-run-video-undecodable", lambda w: ((w.root / "clip.mp4").write_text("not a video\n"), [
+        "predict", "--run", w.run, "--source", w.root / "clip.mp4", "--out", w.root / "pred", "--quiet"])[1], 3,
+        "clip.mp4 cannot be decoded"),
     Case("predict-run-and-artifact", lambda w: P("--run", w.run)(w), 2, "exactly one of --run"),
     Case("predict-no-model", lambda w: P()(w)[:1] + P()(w)[3:], 2, "exactly one of --run"),
     Case("predict-conf-above-1", P("--conf", "1.5"), 2, "--conf 1.5"),
@@ -521,6 +534,12 @@ CASES: list[Case] = [
                                           "--trust"], 2, "holds no Ultralytics model"),
     Case("import-cldet-run-checkpoint", lambda w: ["import", w.run / "model.pt", "--out", w.root / "imp", "--trust"],
          2, "holds no Ultralytics model"),
+    Case("import-classification-model", lambda w: ["import", _ultralytics(w, "yolov8n-cls.yaml"), "--out",
+                                                   w.root / "imp", "--trust"], 2,
+         "a classification model, not a detection model"),
+    Case("import-segmentation-model", lambda w: ["import", _ultralytics(w, "yolov8n-seg.yaml"), "--out",
+                                                 w.root / "imp", "--trust"], 2,
+         "a segmentation model, not a detection model"),
     Case("import-out-exists", lambda w: ((w.root / "imp").mkdir(), ["import", w.pickle(w.root / "best.pt"), "--out",
                                                                     w.root / "imp", "--trust"])[1], 4,
          "already exists"),

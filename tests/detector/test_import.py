@@ -47,6 +47,8 @@ def ultralytics_checkpoint(path: Path, arch: str, names=NAMES, imgsz: int = 64, 
         from ultralytics.nn.tasks import SegmentationModel as cls
     elif "-pose" in arch:
         from ultralytics.nn.tasks import PoseModel as cls
+    elif "-obb" in arch:
+        from ultralytics.nn.tasks import OBBModel as cls
     model = cls(yaml_model_load(arch), nc=len(names), verbose=False)
     model.names = dict(enumerate(names))
     model.args = {"imgsz": imgsz, "task": "detect"}
@@ -103,14 +105,15 @@ def test_without_trust_nothing_is_loaded(tmp_path):
     assert "pickle runs whatever code" in help_text
 
 
-@pytest.mark.parametrize("arch,kind", [("yolov8n-cls.yaml", "classification"), ("yolov8n-seg.yaml", "segmentation"),
-                                       ("yolov8n-pose.yaml", "pose")])
+@pytest.mark.parametrize("arch,kind", [("yolov8n-cls.yaml", "a classification"), ("yolov8n-seg.yaml", "a segmentation"),
+                                       ("yolov8n-pose.yaml", "a pose"), ("yolov8n-obb.yaml", "an oriented-box (OBB)")])
 def test_other_tasks_are_refused(arch, kind, tmp_path):
     ckpt = ultralytics_checkpoint(tmp_path / "other.pt", arch, names=["a"])
+    before = sorted(tmp_path.rglob("*"))
     r = runner.invoke(app, ["import", str(ckpt), "--out", str(tmp_path / "run"), "--trust"])
     assert r.exit_code == 2, r.output
-    assert f"other.pt: a {kind} model, not a detection model" in " ".join(r.output.split())
-    assert not (tmp_path / "run").exists()
+    assert f"other.pt: {kind} model, not a detection model" in " ".join(r.output.split())
+    assert sorted(tmp_path.rglob("*")) == before  # no run folder, nothing else
 
 
 def test_existing_out_is_refused(tmp_path):
