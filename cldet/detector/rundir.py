@@ -27,7 +27,7 @@ __all__ = ["PENDING", "PENDING_FORMAT", "RESUME_FREE", "check_out", "check_pendi
 
 PENDING = "pending.json"
 PENDING_FORMAT = "cldet-pending/1"
-RESUME_FREE = ("device", "workers", "curves", "verbose")  # may differ on --resume: they do not change the result
+RESUME_FREE = ("device", "workers", "threads", "curves", "verbose")  # may differ on --resume: they do not change the result
 
 
 def check_out(out: Path, resume: bool) -> str:

@@ -118,6 +118,10 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
     )
     with training_console(out, verbose=verbose, label=f"{out.name}") as console:
         trainer = CLTrainer(overrides=overrides)  # inside: its constructor logs already
+        if tcfg.threads and trainer.device.type == "cpu":  # after Ultralytics' select_device set its own count
+            import torch
+
+            torch.set_num_threads(tcfg.threads)
         console.attach(trainer)
         if curve is not None:
             trainer.add_callback("on_fit_epoch_end", curve)

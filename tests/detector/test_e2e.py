@@ -196,3 +196,20 @@ def test_console_is_quiet_unless_verbose(runs, mini_yaml, tmp_path, verbose):
     else:
         assert "Starting training" not in console and "optimizer:" not in console and "Ultralytics" not in console
         assert len(console.splitlines()) < 40, console[-3000:]
+
+
+def test_threads_option_sets_training_threads(tmp_path, mini_yaml):
+    """--threads reaches torch after Ultralytics' own choice (min(8, cores - 1)), and is recorded in the lineage."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    want = NUM_THREADS + 1  # differs from what Ultralytics would set on any machine
+    before = torch.get_num_threads()
+    try:
+        r = invoke("train", "--data", mini_yaml, "--out", tmp_path / "t", "--classes", WHITE, *TINY,
+                   "--threads", want)
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+    assert read_lineage(tmp_path / "t").last.hyper["train"]["threads"] == want
