@@ -59,7 +59,8 @@ class ExportOptions(ProgressOption):
     qat_images: int = field(default=256, metadata=option(
         "QAT images: calibration set + last increment's TRAIN sample, up to this many", unit="images", min=1))
     drift_tolerance: float = field(default=0.5, metadata=option(
-        "auto: largest |FP32 - INT8| mAP50-95 per class group PTQ may drift before QAT runs", unit="mAP50-95 points",
+        "auto: largest FP32 - INT8 mAP50-95 loss on a class group PTQ may have before QAT runs (a group where INT8 "
+        "scores higher loses nothing)", unit="mAP50-95 points",
         min=0))
     eval_limit: int | None = field(default=None, metadata=option(
         "score on the first N evaluation images only (quick checks; default: all)", unit="images", min=1))

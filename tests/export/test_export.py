@@ -271,6 +271,19 @@ def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path):
     m = export_run(tiny_run, ExportOptions(out=tmp_path / "o", drift_tolerance=-1.0, qat_epochs=1, qat_images=6,
                                            calib_images=4, eval_limit=2, progress=False, calib_method="minmax"))
     auto = m["calibration"]["auto"]
-    assert auto["tolerance"] == -1.0 and "qat_worst_drift" in auto and auto["qat"]["steps"] >= 1
+    assert auto["tolerance"] == -1.0 and "qat_worst_loss" in auto and auto["qat"]["steps"] >= 1
     assert auto["chosen"] in ("ptq", "qat")
-    assert auto["chosen"] == "qat" if auto["qat_worst_drift"] < auto["ptq_worst_drift"] else auto["chosen"] == "ptq"
+    assert auto["chosen"] == "qat" if auto["qat_worst_loss"] < auto["ptq_worst_loss"] else auto["chosen"] == "ptq"
+    assert "ptq_worst_drift" in auto and "qat_worst_drift" in auto  # |drift| recorded beside the losses
+
+
+def test_auto_counts_losses_not_gains():
+    """INT8 above FP32 on a group has lost nothing: the worst loss is the largest FP32 - INT8, |drift| the largest
+    absolute difference."""
+    from cldet.export.pipeline import worst_drift, worst_loss
+
+    fp32 = {"step0": {"map50_95": 0.75}, "step1": {"map50_95": 0.70}}
+    int8 = {"step0": {"map50_95": 0.77}, "step1": {"map50_95": 0.697}}
+    assert worst_loss(fp32, int8) == pytest.approx(0.3) and worst_drift(fp32, int8) == pytest.approx(2.0)
+    gains = {"step0": {"map50_95": 0.76}, "step1": {"map50_95": 0.71}}
+    assert worst_loss(fp32, gains) == pytest.approx(-1.0)
