@@ -182,7 +182,7 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
                    if not key.startswith("engine") and key != "fp32_nms"}  # NMS layout, engines: scored on the board
         if opts.int8 == "auto":
             calib_summary["auto"] = _auto_qat(model, calib, stage, files, imgsz, opts, ds, metrics, score,
-                                              lambda: _qat_images(lin, names, calib, opts, eval_images))
+                                              lambda: _qat_images(lin, names, calib, opts, eval_images), calib_summary)
         out.mkdir(parents=True, exist_ok=True)
         arts = {}
         for key, f in files.items():
@@ -238,46 +238,98 @@ def _build_engines(out: Path, manifest: dict, opts: ExportOptions) -> None:
         write_manifest(out / "manifest.json", manifest)
 
 
+def _group_losses(fp32: dict, int8: dict) -> list[float]:
+    """FP32 - INT8 mAP50-95 in points per class group both score (NaN: a group without objects in the split)."""
+    import math
+
+    d = [100 * (fp32[g]["map50_95"] - int8[g]["map50_95"]) for g in fp32 if g in int8]
+    return [x for x in d if not math.isnan(x)]
+
+
 def worst_drift(fp32: dict, int8: dict) -> float:
-    """Largest |FP32 - INT8| mAP50-95 over the class groups, in points."""
-    return max(abs(100 * (fp32[g]["map50_95"] - int8[g]["map50_95"])) for g in fp32 if g in int8)
+    """Largest |FP32 - INT8| mAP50-95 over the class groups, in points (0 where no group has objects)."""
+    return max((abs(x) for x in _group_losses(fp32, int8)), default=0.0)
 
 
 def worst_loss(fp32: dict, int8: dict) -> float:
     """Largest FP32 - INT8 mAP50-95 over the class groups, in points: what INT8 lost on its worst group (negative
-    when INT8 scores higher on every group)."""
-    return max(100 * (fp32[g]["map50_95"] - int8[g]["map50_95"]) for g in fp32 if g in int8)
+    when INT8 scores higher on every group; 0 where no group has objects)."""
+    return max(_group_losses(fp32, int8), default=0.0)
+
+
+SENSITIVITY_IMAGES = 8  # calibration images the per-conv ranking compares outputs on (2 min for 68 convs, 2 cores)
+SENSITIVE_STEPS = (2, 4, 8)  # convs kept float, tried in turn until the loss is within the tolerance
 
 
 def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOptions, ds, metrics: dict, score,
-              qat_set) -> dict:
+              qat_set, summary: dict) -> dict:
     """`--int8 auto`: keep the PTQ artifact when it loses at most `drift_tolerance` points on every class group of
-    the evaluation split; otherwise fine-tune with QAT distilled from the FP32 model and keep whichever loses less
-    on its worst group. A group where INT8 scores above FP32 has lost nothing, so the decision counts losses, not
-    |drift| (QAT often ends above FP32: it is a short distillation on TRAIN images). The evaluation split decides
-    (it is what `cldet check` gates on), and the manifest records both the losses and the |drift|."""
+    the evaluation split. Otherwise, in turn: keep the 2, 4, 8 most INT8-sensitive convs float (ranked on
+    calibration images, cldet.export.sensitivity) until the loss is within the tolerance; if none is, fine-tune with
+    QAT distilled from the FP32 model. The candidate that loses least on its worst group is kept. A group where
+    INT8 scores above FP32 has lost nothing, so the decision counts losses, not |drift| (QAT often ends above FP32:
+    it is a short distillation on TRAIN images). The evaluation split decides (it is what `cldet check` gates on);
+    the manifest records every try, the losses and the |drift|, and which convs stayed float and why."""
+    import re
+
+    from .quantize import QuantConfig, calibrate, float_layers, prepare, quantize_ptq
+    from .sensitivity import SENSITIVE_WHY, rank_convs
+
     ptq = worst_loss(metrics["fp32"], metrics["int8"])
     record = {"tolerance": opts.drift_tolerance, "ptq_worst_loss": round(ptq, 3),
               "ptq_worst_drift": round(worst_drift(metrics["fp32"], metrics["int8"]), 3),
               "decided_on": f"{opts.split} split", "chosen": "ptq"}
     if ptq <= opts.drift_tolerance:
         return record
-    log.warning("PTQ loses %.2f points (> %.2f) of mAP50-95 on a class group; running QAT distilled from the FP32 "
-                "model", ptq, opts.drift_tolerance)
-    from .qat import export_qat
+    log.warning("PTQ loses %.2f points (> %.2f) of mAP50-95 on a class group; ranking the convs by INT8 sensitivity",
+                ptq, opts.drift_tolerance)
+    fp32, int8 = stage / files["fp32"], stage / files["int8"]
+    cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
+                      float_nodes=tuple(opts.keep_float))
+    arrays = list(calibration_arrays(calib, imgsz, False))
+    stats = calibrate(prepare(fp32, stage), lambda: iter(arrays), cfg, threads=opts.threads)
+    ranking = rank_convs(fp32, arrays[:SENSITIVITY_IMAGES], cfg, stats, stage, threads=opts.threads,
+                         progress=opts.progress)
+    record["sensitivity"] = [{"node": n, "output_error": round(e, 5)} for n, e in ranking[:max(SENSITIVE_STEPS)]]
+    record["tries"] = []
+    best = ptq
+    for k in SENSITIVE_STEPS:
+        names = [n for n, _ in ranking[:k]]
+        cfg_k = replace(cfg, float_nodes=(*cfg.float_nodes, "^(" + "|".join(re.escape(n) for n in names) + ")$"),
+                        float_why=(*[None] * len(cfg.float_nodes), f"{SENSITIVE_WHY} ({k} of {len(ranking)})"))
+        path = quantize_ptq(fp32, stage / ".model.int8.sensitive.onnx", lambda: iter(arrays), cfg_k, stats=stats,
+                            threads=opts.threads)
+        m = score(path)
+        loss = worst_loss(metrics["fp32"], m)
+        record["tries"].append({"float_convs": k, "worst_loss": round(loss, 3),
+                                "worst_drift": round(worst_drift(metrics["fp32"], m), 3)})
+        log.warning("auto INT8: %d most sensitive convs float -> worst-group loss %.2f points", k, loss)
+        if loss < best:
+            path.replace(int8)
+            metrics["int8"], best, record["chosen"], record["float_convs"] = m, loss, "ptq-float", k
+            summary.update(float_nodes=list(cfg_k.float_nodes),
+                           float_layers=float_layers(prepare(fp32, stage), cfg_k))
+        path.unlink(missing_ok=True)
+        if loss <= opts.drift_tolerance:
+            break
+    if best > opts.drift_tolerance:
+        log.warning("still %.2f points (> %.2f); running QAT distilled from the FP32 model", best, opts.drift_tolerance)
+        from .qat import export_qat
 
-    qat_path = stage / ".model.int8.qat.onnx"
-    record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, _qat_config(opts), progress=opts.progress,
-                               train_set=qat_set())
-    m = score(qat_path)
-    qat = worst_loss(metrics["fp32"], m)
-    record["qat_worst_loss"] = round(qat, 3)
-    record["qat_worst_drift"] = round(worst_drift(metrics["fp32"], m), 3)
-    if qat < ptq:
-        qat_path.replace(stage / files["int8"])
-        metrics["int8"] = m
-        record["chosen"] = "qat"
-    log.warning("auto INT8: worst-group loss PTQ %.2f, QAT %.2f points -> %s", ptq, qat, record["chosen"].upper())
+        qat_path = stage / ".model.int8.qat.onnx"
+        record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, _qat_config(opts), progress=opts.progress,
+                                   train_set=qat_set())
+        m = score(qat_path)
+        qat = worst_loss(metrics["fp32"], m)
+        record["qat_worst_loss"] = round(qat, 3)
+        record["qat_worst_drift"] = round(worst_drift(metrics["fp32"], m), 3)
+        if qat < best:
+            qat_path.replace(int8)
+            metrics["int8"], best, record["chosen"] = m, qat, "qat"
+            summary.update(float_nodes=list(cfg.float_nodes), float_layers=float_layers(prepare(fp32, stage), cfg))
+    record["worst_loss"] = round(best, 3)
+    log.warning("auto INT8: PTQ lost %.2f points on its worst group; kept %s (%.2f)", ptq, record["chosen"].upper(),
+                best)
     return record
 
 

@@ -272,8 +272,15 @@ def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path):
                                            calib_images=4, eval_limit=2, progress=False, calib_method="minmax"))
     auto = m["calibration"]["auto"]
     assert auto["tolerance"] == -1.0 and "qat_worst_loss" in auto and auto["qat"]["steps"] >= 1
-    assert auto["chosen"] in ("ptq", "qat")
-    assert auto["chosen"] == "qat" if auto["qat_worst_loss"] < auto["ptq_worst_loss"] else auto["chosen"] == "ptq"
+    assert auto["chosen"] in ("ptq", "ptq-float", "qat")
+    # every sensitivity step was tried (the tolerance cannot be met), then QAT; the least loss was kept
+    assert [t["float_convs"] for t in auto["tries"]] == [2, 4, 8] and len(auto["sensitivity"]) == 8
+    losses = {"ptq": auto["ptq_worst_loss"], "qat": auto["qat_worst_loss"],
+              **{f"float{t['float_convs']}": t["worst_loss"] for t in auto["tries"]}}
+    kept = "qat" if auto["chosen"] == "qat" else f"float{auto['float_convs']}" if auto["chosen"] == "ptq-float" else "ptq"
+    assert auto["worst_loss"] == losses[kept] == min(losses.values())
+    if auto["chosen"] == "ptq-float":  # the manifest names the convs kept float and why
+        assert any("sensitive" in g["why"] for g in m["calibration"]["float_layers"])
     assert "ptq_worst_drift" in auto and "qat_worst_drift" in auto  # |drift| recorded beside the losses
 
 
@@ -287,3 +294,5 @@ def test_auto_counts_losses_not_gains():
     assert worst_loss(fp32, int8) == pytest.approx(0.3) and worst_drift(fp32, int8) == pytest.approx(2.0)
     gains = {"step0": {"map50_95": 0.76}, "step1": {"map50_95": 0.71}}
     assert worst_loss(fp32, gains) == pytest.approx(-1.0)
+    empty = {"step0": {"map50_95": float("nan")}, "step1": {"map50_95": 0.697}}  # a group with no objects
+    assert worst_loss(fp32 | {"step0": {"map50_95": float("nan")}}, empty) == pytest.approx(0.3)
