@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .core.errors import DataError
+from .core.errors import DataError, RunError
 from .core.files import write_json_atomic
 from .detector.config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
 from .detector.jobs import LearnJob, TrainJob
@@ -97,6 +97,19 @@ def reuse(run: Path, make) -> Path:
     return run
 
 
+def check_reused(run: Path, cfg: TrainConfig) -> None:
+    """A finished run found in the work folder is reused only if it trained with these settings (those that may
+    differ on --resume aside): a protocol whose epochs changed must not pick up the old runs silently."""
+    from .detector.rundir import RESUME_FREE
+
+    done = read_lineage(run, verify=False).last.hyper.get("train", {})
+    diff = [f"{k}: {done.get(k)!r} there, {v!r} now" for k, v in cfg.as_dict().items()
+            if k not in RESUME_FREE and k in done and done[k] != v]
+    if diff:
+        raise RunError(f"{run} is a finished run with other settings ({'; '.join(diff)}); remove it, or pass another "
+                       "--work folder, to train it again with these.")
+
+
 def _metrics(run: Path) -> tuple[dict, float]:
     """Final metrics and training seconds (the per-epoch evaluation of the learning curve excluded)."""
     lin = read_lineage(run)
@@ -134,8 +147,9 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     root.mkdir(parents=True, exist_ok=True)
     res: dict = {"seed": seed, "train": tcfg.as_dict(), "methods": {}}
 
-    def once(run: Path, fn) -> tuple[dict, float]:
+    def once(run: Path, fn, cfg: TrainConfig) -> tuple[dict, float]:
         reuse(run, fn)
+        check_reused(run, cfg)
         return _metrics(run)
 
     def base_job(out: Path, classes: list[str]) -> TrainJob:
@@ -145,7 +159,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     # an explicit epochs override (--epochs, --quick) applies to every run of the protocol
     forced = (train_over or {}).get("epochs")
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
-    m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg))
+    m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg), bcfg)
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     for method in methods or p.methods:
         real = ALIASES.get(method, method)
@@ -155,7 +169,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
             run = root / method / f"step{k}"
             job = LearnJob(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run, old_labels=False,
                            eval_data=p.dataset, curves=curves)
-            m, s = once(run, lambda r: learn(replace(job, resume=r), dcfg, tcfg))
+            m, s = once(run, lambda r: learn(replace(job, resume=r), dcfg, tcfg), tcfg)
             steps.append({"metrics": m, "seconds": s, "curve": _curve(run)})
             prev = run
         res["methods"][method] = {"method": real, "steps": steps, "exemplar_free": real != "replay"}
@@ -165,7 +179,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
     if joint:
         jrun = root / "joint"
-        _, s = once(jrun, lambda r: train(replace(base_job(jrun, all_classes), resume=r), jcfg))
+        _, s = once(jrun, lambda r: train(replace(base_job(jrun, all_classes), resume=r), jcfg), jcfg)
         res["joint"] = {"metrics": joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}
         write_json_atomic(root / "partial.json", res)
     return res

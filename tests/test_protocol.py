@@ -94,3 +94,18 @@ def test_reuse_resumes_an_interrupted_step(tmp_path, leftover, expect):
 
     assert reuse(run, make) == run
     assert calls == expect
+
+
+def test_reused_run_must_have_the_protocols_settings(tmp_path):
+    """A finished run in the work folder trained with other epochs is refused, not silently reused."""
+    from cldet.core.errors import RunError
+    from cldet.detector.config import TrainConfig
+    from cldet.detector.lineage import Increment, Lineage
+    from cldet.protocol import check_reused
+
+    done = TrainConfig(epochs=30, workers=2)
+    Lineage(arch="yolov5nu.yaml", imgsz=320, classes=["a"], increments=[
+        Increment(index=0, kind="train", classes_added=["a"], method="train", hyper={"train": done.as_dict()})]).save(tmp_path)
+    check_reused(tmp_path, TrainConfig(epochs=30, workers=0))  # workers may differ, as on --resume
+    with pytest.raises(RunError, match="epochs: 30 there, 60 now"):
+        check_reused(tmp_path, TrainConfig(epochs=60))
