@@ -295,18 +295,20 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
     best = ptq
     for k in SENSITIVE_STEPS:
         names = [n for n, _ in ranking[:k]]
+        if not names or (record["tries"] and len(names) == record["tries"][-1]["float_convs"]):
+            break  # nothing (more) to keep float
         cfg_k = replace(cfg, float_nodes=(*cfg.float_nodes, "^(" + "|".join(re.escape(n) for n in names) + ")$"),
-                        float_why=(*[None] * len(cfg.float_nodes), f"{SENSITIVE_WHY} ({k} of {len(ranking)})"))
+                        float_why=(*[None] * len(cfg.float_nodes), f"{SENSITIVE_WHY} ({len(names)} of {len(ranking)})"))
         path = quantize_ptq(fp32, stage / ".model.int8.sensitive.onnx", lambda: iter(arrays), cfg_k, stats=stats,
                             threads=opts.threads)
         m = score(path)
         loss = worst_loss(metrics["fp32"], m)
-        record["tries"].append({"float_convs": k, "worst_loss": round(loss, 3),
+        record["tries"].append({"float_convs": len(names), "worst_loss": round(loss, 3),
                                 "worst_drift": round(worst_drift(metrics["fp32"], m), 3)})
-        log.warning("auto INT8: %d most sensitive convs float -> worst-group loss %.2f points", k, loss)
+        log.warning("auto INT8: %d most sensitive convs float -> worst-group loss %.2f points", len(names), loss)
         if loss < best:
             path.replace(int8)
-            metrics["int8"], best, record["chosen"], record["float_convs"] = m, loss, "ptq-float", k
+            metrics["int8"], best, record["chosen"], record["float_convs"] = m, loss, "ptq-float", len(names)
             summary.update(float_nodes=list(cfg_k.float_nodes),
                            float_layers=float_layers(prepare(fp32, stage), cfg_k))
         path.unlink(missing_ok=True)
