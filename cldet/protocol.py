@@ -34,7 +34,7 @@ from .core.files import write_json_atomic
 from .detector.config import DEFAULT_METHOD, METHODS, DistillConfig, TrainConfig
 from .detector.jobs import LearnJob, TrainJob
 from .detector.lineage import LINEAGE, read_lineage
-from .detector.rundir import PENDING
+from .detector.rundir import PENDING, RESUME_FREE
 
 __all__ = ["Protocol", "load_protocol", "run_protocol", "joint_metrics", "summarise", "reuse", "ALIASES"]
 
@@ -84,8 +84,10 @@ def reuse(run: Path, make) -> Path:
     """Produce the run directory `run` with `make(resume)` unless it is finished (has its lineage.json). A folder
     left by an interrupted step that had trained at least one epoch (pending.json and a weights-only state) is
     continued with `make(True)` (cldet's --resume); any other leftover is removed and the step starts again."""
+    from .detector.trainer import STATE
+
     if not (run / LINEAGE).exists():
-        if (run / PENDING).exists() and (run / "train" / "weights" / "state.pt").exists():
+        if (run / PENDING).exists() and (run / "train" / STATE).exists():
             make(True)
             return run
         if run.exists():
@@ -100,8 +102,6 @@ def reuse(run: Path, make) -> Path:
 def check_reused(run: Path, cfg: TrainConfig) -> None:
     """A finished run found in the work folder is reused only if it trained with these settings (those that may
     differ on --resume aside): a protocol whose epochs changed must not pick up the old runs silently."""
-    from .detector.rundir import RESUME_FREE
-
     done = read_lineage(run, verify=False).last.hyper.get("train", {})
     diff = [f"{k}: {done.get(k)!r} there, {v!r} now" for k, v in cfg.as_dict().items()
             if k not in RESUME_FREE and k in done and done[k] != v]
