@@ -44,14 +44,10 @@ def output_error(ref: np.ndarray, out: np.ndarray, min_prob: float = 0.05) -> fl
 
 
 def _run(path: Path, arrays: Sequence[np.ndarray], threads: int | None) -> np.ndarray:
-    import onnxruntime as ort
+    from ..deploy.runtime import open_backend
 
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: a})[0] for a in arrays])
+    backend = open_backend(path, provider="cpu", threads=threads)
+    return np.concatenate([backend(a) for a in arrays])
 
 
 def rank_convs(fp32: Path, arrays: Sequence[np.ndarray], config: QuantConfig, stats: RangeStats, work: Path,
