@@ -98,8 +98,9 @@ def _eval_source(eval_data: Path | None, data: Path, ds: Dataset) -> tuple[Path,
     return (Path(eval_data), None) if eval_data is not None else (Path(data), ds.images_dir)
 
 
-def _images_option(ds: Dataset) -> dict:
-    """--images in what a --resume must repeat; absent without it, so runs begun before the option still resume."""
+def images_record(ds: Dataset) -> dict:
+    """--images of a COCO .json, for what a --resume must repeat and for the lineage (where export and calibration
+    find the images again); absent without it, so runs begun before the option still resume."""
     return {"images": str(ds.images_dir)} if ds.images_dir is not None else {}
 
 
@@ -123,7 +124,7 @@ def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
     mode = check_out(Path(job.out), job.resume)
     options = {"data": str(ds.yaml_path), "fingerprints": [ds.fingerprint("train"), ds.fingerprint("val")],
                "classes": names, "arch": job.arch, "init": str(init), "eval_data": str(ev.resolve()),
-               "train": tcfg.as_dict(), **_images_option(ds)}
+               "train": tcfg.as_dict(), **images_record(ds)}
     _check_resumable(Path(job.out), mode, "train", options)
     return TrainPlan(Path(job.out), mode, ds, names, job.arch, arch_cfg, init, ev, tcfg, options, ev_images)
 
@@ -164,6 +165,6 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
     options = {"from": str(from_run.resolve()), "parent_sha256": parent.last.artifacts.get(CHECKPOINT),
                "data": str(ds.yaml_path), "fingerprints": [ds.fingerprint("train"), ds.fingerprint("val")],
                "new_classes": new, "old_labels": job.old_labels, "eval_data": str(ev.resolve()),
-               "train": tcfg.as_dict(), "distill": dcfg.as_dict(), **_images_option(ds)}
+               "train": tcfg.as_dict(), "distill": dcfg.as_dict(), **images_record(ds)}
     _check_resumable(out, mode, "learn", options)
     return LearnPlan(out, mode, ds, from_run, parent, new, use, ev, tcfg, dcfg, options, ev_images)

@@ -26,7 +26,7 @@ from ..core.files import sha256_file, write_json_atomic
 from .config import DistillConfig, TrainConfig
 from .jobs import EvalJob, LearnJob, TrainJob
 from .lineage import CHECKPOINT, Increment, Lineage, read_lineage
-from .plan import DEFAULT_INIT, LearnPlan, TrainPlan, plan_learn, plan_train
+from .plan import DEFAULT_INIT, LearnPlan, TrainPlan, images_record, plan_learn, plan_train
 from .rundir import PENDING, RunFolder, open_run
 
 __all__ = ["train", "learn", "evaluate_run", "evaluate_model", "DEFAULT_INIT", "PENDING"]
@@ -162,12 +162,6 @@ def _groups(lin: Lineage) -> dict[str, list[str]]:
     return g
 
 
-def _images(data) -> dict:
-    """The --images folder of a COCO .json, recorded beside the data file so export and calibration find the
-    images again; absent without it."""
-    return {"images": str(data.images_dir)} if data.images_dir is not None else {}
-
-
 def _update_reservoir(out: Path, inc: Increment, names: list[str]) -> None:
     """Keep a small, class-balanced calibration reservoir beside the run (cldet.calib)."""
     from ..calib.reservoir import update_reservoir
@@ -226,7 +220,7 @@ def _train(plan: TrainPlan, run: RunFolder, job: TrainJob) -> Lineage:
         index=0, kind="train", classes_added=names, method="base",
         hyper={"train": tcfg.as_dict(), "init": str(plan.init)},
         data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
-              "val_fingerprint": data.fingerprint("val"), **_images(data)},
+              "val_fingerprint": data.fingerprint("val"), **images_record(data)},
     )
     _fresh(out, "data", str(INIT))
     staged = stage_dataset(data, out / "data", names, names)
@@ -266,7 +260,7 @@ def _learn(plan: LearnPlan, run: RunFolder, job: LearnJob) -> Lineage:
         index=len(parent.increments), kind="learn", classes_added=plan.new, method=dcfg.method,
         hyper={"train": tcfg.as_dict(), "distill": dcfg.as_dict()},
         data={"yaml": str(data.yaml_path), "train_fingerprint": data.fingerprint("train"),
-              "val_fingerprint": data.fingerprint("val"), "labels_used": plan.use, **_images(data)},
+              "val_fingerprint": data.fingerprint("val"), "labels_used": plan.use, **images_record(data)},
         parent={"run": str(from_run.resolve()), "model_sha256": parent.last.artifacts[CHECKPOINT]},
     )
     _fresh(out, "data", "replay", str(INIT))
