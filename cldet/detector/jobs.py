@@ -14,6 +14,13 @@ from ..core.options import option
 __all__ = ["RunControl", "TrainJob", "LearnJob", "EvalJob", "ImportJob"]
 
 
+def _images_field():
+    """`--images`, the same for train, learn and eval."""
+    return field(default=None, metadata=option(
+        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
+        "json's own folder)"))
+
+
 @dataclass(kw_only=True)
 class RunControl:
     """How `train` and `learn` run and report, beside what they read and write."""
@@ -32,9 +39,7 @@ class TrainJob(RunControl):
     data: Path = field(metadata=option(
         "dataset: a YOLO yaml with train and val splits, a yaml whose splits name COCO files "
         "({annotations: x.json, images: DIR}), or one COCO instances .json (images in --images, else beside it)"))
-    images: Path | None = field(default=None, metadata=option(
-        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
-        "json's own folder)"))
+    images: Path | None = _images_field()
     out: Path = field(metadata=option("new run directory (refused if it exists, unless --resume)"))
     classes: str | None = field(default=None, metadata=option(
         "comma list of class names or ids to learn (default: all)"))
@@ -54,9 +59,7 @@ class LearnJob(RunControl):
                                            flag="--from"))
     data: Path = field(metadata=option(
         "dataset of the NEW data (labeled for the new classes): YOLO yaml, yaml naming COCO files, or a COCO .json"))
-    images: Path | None = field(default=None, metadata=option(
-        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
-        "json's own folder)"))
+    images: Path | None = _images_field()
     new_classes: str = field(metadata=option("comma list of class names (or ids) in --data to add"))
     out: Path = field(metadata=option("new run directory; the previous run is never written to"))
     old_labels: bool = field(default=True, metadata=option(
@@ -73,9 +76,7 @@ class EvalJob:
     run: Path = field(metadata=option("run directory"))
     data: Path = field(metadata=option(
         "dataset with the classes to score labeled: YOLO yaml, yaml naming COCO files, or a COCO .json"))
-    images: Path | None = field(default=None, metadata=option(
-        "folder the image file_names of a COCO .json --data resolve against (only with a .json --data; default: the "
-        "json's own folder)"))
+    images: Path | None = _images_field()
     split: str = field(default="val", metadata=option("split to evaluate"))
     joint: Path | None = field(default=None, metadata=option(
         "a joint model's run, for the ratio to joint (default: none, no ratio reported)"))
