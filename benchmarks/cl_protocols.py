@@ -4,6 +4,10 @@
     .venv/bin/python -m benchmarks.cl_protocols --protocol ... --quick          # CI-sized smoke run
     .venv/bin/python -m benchmarks.cl_protocols --protocol ... --seeds 3        # mean and std over seeds
 
+Two processes can share a seed on a machine whose training does not scale to every core: one runs
+`--parts base,joint --threads 1`, the other `--parts methods --threads 1` once the base has its lineage.json;
+a last run without --parts reuses both and writes the tables.
+
 Writes benchmarks/results/cl-<dataset>-<protocol>.{json,md,png}. Finished steps under --work are
 reused, so an interrupted study continues where it stopped.
 """
@@ -15,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from cldet.protocol import load_protocol, run_protocol, summarise
+from cldet.protocol import PARTS, load_protocol, run_protocol, summarise
 
 from .report import write_outputs
 
@@ -35,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny CI-sized run (1 epoch, 128 px, 5%% of images)")
     ap.add_argument("--epochs", type=int, default=None, help="override epochs per step")
     ap.add_argument("--fraction", type=float, default=None, help="override the fraction of training images")
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help="comma list of base, methods, joint to run (default all); with fewer, no tables are "
+                         "written, so that two processes can share the work of a seed (the methods need a finished base)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU training threads per run (default: every core; 1 when two studies share 2 cores)")
     args = ap.parse_args(argv)
+    parts = tuple(x.strip() for x in args.parts.split(",") if x.strip())
+    if not parts or set(parts) - set(PARTS):
+        ap.error(f"--parts: a comma list of {', '.join(PARTS)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = load_protocol(args.protocol, args.data_root)
     over = dict(QUICK) if args.quick else {}
@@ -43,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         over["epochs"] = args.epochs
     if args.fraction:
         over["fraction"] = args.fraction
+    if args.threads:
+        over["threads"] = args.threads
     methods = args.methods.split(",") if args.methods else None
     work = args.work / (f"{p.dataset_name}-{p.name}" + ("-quick" if args.quick else ""))
-    runs = [run_protocol(p, work, seed=s, methods=methods, train_over=over) for s in range(args.seeds)]
+    runs = [run_protocol(p, work, seed=s, methods=methods, train_over=over, parts=parts) for s in range(args.seeds)]
+    if set(parts) != set(PARTS):
+        print(f"ran {', '.join(parts)} of {work}; run without --parts to write the tables")
+        return 0
     paths = write_outputs(summarise(p, runs), args.results, quick=args.quick)
     print(paths["md"].read_text())
     print("wrote", ", ".join(str(v) for v in paths.values()))

@@ -9,6 +9,9 @@ A protocol is a small YAML file (see benchmarks/protocols/):
     replay_images: 20                # buffer size of the 'replay' baseline (stores old images)
     base_epochs: 24                  # optional: the base run's epochs (default: epochs)
     joint_epochs: 24                 # optional: the joint run's epochs (default: epochs x number of steps)
+    arch: yolo11n.yaml               # optional: Ultralytics architecture of the base and joint runs (default yolov5nu)
+    init: none                       # optional: their starting weights, 'none' (random) or a tensors-only file
+                                     #   (default: the bundled COCO yolov5nu backbone+neck, for yolov5nu only)
 
 Every method starts from the same base model (trained once per seed); the joint upper bound trains on
 all classes with all labels for the same total number of epochs. The new data of an increment is
@@ -54,6 +57,9 @@ class Protocol:
     distill: dict = field(default_factory=dict)
     joint_epochs: int | None = None
     base_epochs: int | None = None
+    arch: str = "yolov5nu.yaml"
+    init: Path | None = None         # None: cldet's default starting weights
+    no_init: bool = False            # random starting weights
 
 
 def load_protocol(path: Path, data_root: Path) -> Protocol:
@@ -77,7 +83,20 @@ def load_protocol(path: Path, data_root: Path) -> Protocol:
         replay_images=int(raw.get("replay_images", 20)), distill=dict(raw.get("distill", {})),
         joint_epochs=int(raw["joint_epochs"]) if raw.get("joint_epochs") else None,
         base_epochs=int(raw["base_epochs"]) if raw.get("base_epochs") else None,
+        arch=str(raw.get("arch", "yolov5nu.yaml")), **_init(raw.get("init"), Path(path)),
     )
+
+
+def _init(value, protocol: Path) -> dict:
+    """The protocol's `init`: absent (cldet's default), 'none' (random weights) or a file, relative to the YAML."""
+    if value is None:
+        return {}
+    if str(value).lower() == "none":
+        return {"no_init": True}
+    f = Path(value) if Path(value).is_absolute() else protocol.parent / value
+    if not f.is_file():
+        raise DataError(f"protocol {protocol}: init weights {f} not found ('none' starts from random weights).")
+    return {"init": f.resolve()}
 
 
 def reuse(run: Path, make) -> Path:
@@ -137,9 +156,14 @@ def joint_metrics(joint: Path, p: Protocol) -> dict:
     return m
 
 
+PARTS = ("base", "methods", "joint")
+
+
 def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | None = None, train_over: dict | None = None,
-                 joint: bool = True, curves: bool = True) -> dict:
-    """Run base, joint (unless joint=False) and every method of a protocol for one seed; finished steps are reused."""
+                 joint: bool = True, curves: bool = True, parts: tuple[str, ...] = PARTS) -> dict:
+    """Run base, joint (unless joint=False) and every method of a protocol for one seed; finished steps are reused.
+    `parts` runs a subset of base, methods and joint, so that two processes can share a seed (say, one the base and
+    then the joint, the other the methods once the base is done); without "base" the base must be finished."""
     from .detector.runs import learn, train
 
     tcfg = TrainConfig(**{**p.train, **(train_over or {}), "seed": seed})
@@ -153,15 +177,18 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
         return _metrics(run)
 
     def base_job(out: Path, classes: list[str]) -> TrainJob:
-        return TrainJob(data=p.dataset, out=out, classes=",".join(classes), eval_data=p.dataset, curves=curves)
+        return TrainJob(data=p.dataset, out=out, classes=",".join(classes), eval_data=p.dataset, curves=curves,
+                        arch=p.arch, init=p.init, no_init=p.no_init)
 
     base = root / "base"
     # an explicit epochs override (--epochs, --quick) applies to every run of the protocol
     forced = (train_over or {}).get("epochs")
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
+    if "base" not in parts and not (base / LINEAGE).exists():
+        raise RunError(f"{base} is not finished; run the protocol's base part first (--parts base).")
     m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg), bcfg)
     res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
-    for method in methods or p.methods:
+    for method in (methods or p.methods) if "methods" in parts else []:
         real = ALIASES.get(method, method)
         dcfg = DistillConfig(method=real, replay_images=p.replay_images if real == "replay" else 0, **p.distill)
         prev, steps = base, []
@@ -177,7 +204,7 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     # the joint upper bound last: it is the longest run, and the methods' results need only the base
     all_classes = [c for step in p.steps for c in step]
     jcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.joint_epochs or tcfg.epochs * len(p.steps)})
-    if joint:
+    if joint and "joint" in parts:
         jrun = root / "joint"
         _, s = once(jrun, lambda r: train(replace(base_job(jrun, all_classes), resume=r), jcfg), jcfg)
         res["joint"] = {"metrics": joint_metrics(jrun, p), "seconds": s, "epochs": jcfg.epochs, "curve": _curve(jrun)}

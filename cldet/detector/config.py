@@ -43,11 +43,12 @@ class TrainConfig:
     seed: int = field(default=0, metadata=option("random seed"))
     workers: int = field(default=2, metadata=option("data-loader workers", unit="processes", min=0))
     device: str = field(default="cpu", metadata=option("'cpu', '0', or '0,1' for multi-GPU (Ultralytics DDP)"))
-    # Ultralytics trains on min(8, cores - 1) CPU threads and loads data in the same thread on CPU: one thread on a
-    # 2-core machine, half of it idle. Left at that until a side-by-side measurement says otherwise.
+    # Ultralytics trains on min(8, cores - 1) CPU threads and loads data in that same thread on CPU: one thread on a
+    # 2-core machine, half of it idle. Every core trained 1.79x faster there, side by side
+    # (benchmarks/train_threads.py, results/train-threads.json), so cldet takes them all unless told otherwise.
     threads: int | None = field(default=None, metadata=option(
-        "CPU threads for training with --device cpu (default: Ultralytics' choice, min(8, cores - 1))",
-        unit="threads", min=1))
+        "CPU threads for training with --device cpu (default: every core this process may use; Ultralytics "
+        "alone would take min(8, cores - 1))", unit="threads", min=1))
     freeze: int = field(default=0, metadata=option("freeze the first N layers (0 = train all)", unit="layers", min=0))
     # Ultralytics' default augmentation for every method
     mosaic: float = field(default=1.0, metadata=option("probability of mosaic augmentation", unit="probability"))

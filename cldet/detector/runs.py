@@ -73,6 +73,16 @@ def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, gr
     return on_fit_epoch_end
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it, else all)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def _trim_results(csv_path: Path, epochs_done: int) -> None:
     """Drop rows of results.csv past the epochs the training state holds (a kill between Ultralytics' metrics row
     and its checkpoint), so the resumed run writes each epoch once."""
@@ -118,10 +128,10 @@ def _run_trainer(out: Path, init_pt: Path, staged_yaml: Path, tcfg: TrainConfig,
     )
     with training_console(out, verbose=verbose, label=f"{out.name}") as console:
         trainer = CLTrainer(overrides=overrides)  # inside: its constructor logs already
-        if tcfg.threads and trainer.device.type == "cpu":  # after Ultralytics' select_device set its own count
+        if trainer.device.type == "cpu":  # after Ultralytics' select_device set its own count
             import torch
 
-            torch.set_num_threads(tcfg.threads)
+            torch.set_num_threads(tcfg.threads or usable_cores())
         console.attach(trainer)
         if curve is not None:
             trainer.add_callback("on_fit_epoch_end", curve)

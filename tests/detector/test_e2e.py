@@ -198,18 +198,23 @@ def test_console_is_quiet_unless_verbose(runs, mini_yaml, tmp_path, verbose):
         assert len(console.splitlines()) < 40, console[-3000:]
 
 
-def test_threads_option_sets_training_threads(tmp_path, mini_yaml):
-    """--threads reaches torch after Ultralytics' own choice (min(8, cores - 1)), and is recorded in the lineage."""
+@pytest.mark.parametrize("given", [False, True], ids=["default", "given"])
+def test_threads_option_sets_training_threads(tmp_path, mini_yaml, given):
+    """Training takes every usable core by default and --threads N when given, both set after Ultralytics' own
+    choice (min(8, cores - 1)); the option is recorded in the lineage."""
     import torch
     from ultralytics.utils import NUM_THREADS
 
-    want = NUM_THREADS + 1  # differs from what Ultralytics would set on any machine
+    from cldet.detector.runs import usable_cores
+
+    want = NUM_THREADS + 1 if given else usable_cores()  # given: differs from Ultralytics' choice on any machine
     before = torch.get_num_threads()
     try:
+        torch.set_num_threads(max(1, want - 1) if want > 1 else 2)  # something else first, so the run must set it
         r = invoke("train", "--data", mini_yaml, "--out", tmp_path / "t", "--classes", WHITE, *TINY,
-                   "--threads", want)
+                   *(["--threads", want] if given else []))
         assert r.exit_code == 0, r.output
         assert torch.get_num_threads() == want
     finally:
         torch.set_num_threads(before)
-    assert read_lineage(tmp_path / "t").last.hyper["train"]["threads"] == want
+    assert read_lineage(tmp_path / "t").last.hyper["train"]["threads"] == (want if given else None)
