@@ -184,10 +184,11 @@ def run_protocol(p: Protocol, work: Path, seed: int = 0, methods: list[str] | No
     # an explicit epochs override (--epochs, --quick) applies to every run of the protocol
     forced = (train_over or {}).get("epochs")
     bcfg = TrainConfig(**{**tcfg.as_dict(), "epochs": forced or p.base_epochs or tcfg.epochs})
-    if "base" not in parts and not (base / LINEAGE).exists():
+    if "base" in parts or (base / LINEAGE).exists():
+        m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg), bcfg)
+        res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
+    elif "methods" in parts:
         raise RunError(f"{base} is not finished; run the protocol's base part first (--parts base).")
-    m, s = once(base, lambda r: train(replace(base_job(base, p.steps[0]), resume=r), bcfg), bcfg)
-    res["base"] = {"metrics": m, "seconds": s, "epochs": bcfg.epochs, "curve": _curve(base)}
     for method in (methods or p.methods) if "methods" in parts else []:
         real = ALIASES.get(method, method)
         dcfg = DistillConfig(method=real, replay_images=p.replay_images if real == "replay" else 0, **p.distill)

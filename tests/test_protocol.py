@@ -109,3 +109,55 @@ def test_reused_run_must_have_the_protocols_settings(tmp_path):
     check_reused(tmp_path, TrainConfig(epochs=30, workers=0))  # workers may differ, as on --resume
     with pytest.raises(RunError, match="epochs: 30 there, 60 now"):
         check_reused(tmp_path, TrainConfig(epochs=60))
+
+
+def _protocol(tmp_path, extra: str = ""):
+    from cldet.protocol import load_protocol
+    from tests.conftest import write_dataset
+
+    ds = write_dataset(tmp_path / "ds", ["a", "b"], {"x": "0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n"})
+    y = tmp_path / "p.yaml"
+    y.write_text(f"name: t\ndataset: {ds}\nsteps: [[a], [b]]\nmethods: [finetune]\n{extra}")
+    return load_protocol(y, tmp_path)
+
+
+def test_protocol_names_architecture_and_starting_weights(tmp_path):
+    from cldet.core.errors import DataError
+
+    p = _protocol(tmp_path)
+    assert (p.arch, p.init, p.no_init) == ("yolov5nu.yaml", None, False)  # cldet's defaults
+    p = _protocol(tmp_path, "arch: yolo11n.yaml\ninit: none\n")
+    assert (p.arch, p.init, p.no_init) == ("yolo11n.yaml", None, True)
+    (tmp_path / "w.pt").write_bytes(b"x")
+    assert _protocol(tmp_path, "init: w.pt\n").init == (tmp_path / "w.pt").resolve()  # relative to the YAML
+    with pytest.raises(DataError, match="init weights"):
+        _protocol(tmp_path, "init: missing.pt\n")
+
+
+def test_parts_of_a_seed(tmp_path, monkeypatch):
+    """--parts splits a seed between processes: the methods refuse an unfinished base, the joint does not need it,
+    and every run gets the protocol's architecture and starting weights."""
+    import cldet.detector.runs as runs
+    from cldet.core.errors import RunError
+    from cldet.protocol import run_protocol
+
+    p = _protocol(tmp_path, "arch: yolo11n.yaml\ninit: none\n")
+    done = []
+
+    def fake(kind):
+        def run(job, *cfgs):
+            done.append((kind, job.out.name, getattr(job, "arch", None), getattr(job, "no_init", None)))
+            raise SystemExit  # stop at the first training: what was asked for is recorded
+        return run
+
+    monkeypatch.setattr(runs, "train", fake("train"))
+    monkeypatch.setattr(runs, "learn", fake("learn"))
+    with pytest.raises(RunError, match="base part first"):
+        run_protocol(p, tmp_path / "work", parts=("methods",))
+    assert done == []
+    with pytest.raises(SystemExit):
+        run_protocol(p, tmp_path / "work", parts=("joint",))
+    assert done == [("train", "joint", "yolo11n.yaml", True)]  # straight to the joint, no base trained
+    with pytest.raises(SystemExit):
+        run_protocol(p, tmp_path / "work", parts=("base", "joint"))
+    assert done[-1] == ("train", "base", "yolo11n.yaml", True)
