@@ -8,6 +8,8 @@ PY=.venv/bin/python
 W=benchmarks/work
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml --seeds 2 --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml
+# the same protocol with a YOLO11n detector (random start: no COCO weights for it here; 60-epoch base and joint)
+$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml
 # 4step's base and joint are the 2step ones (same classes, settings and seed)
 mkdir -p $W/chess13-4step/seed0
 for r in base joint; do

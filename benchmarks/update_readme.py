@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     readme = ap.parse_args(argv).readme
     text = readme.read_text()
     for marker, pattern in SECTIONS.items():
-        files = sorted(p for p in (ROOT / "benchmarks" / "results").glob(pattern) if "-quick" not in p.name)
+        files = sorted((p for p in (ROOT / "benchmarks" / "results").glob(pattern) if "-quick" not in p.name),
+                       key=lambda p: p.stem)  # a protocol's variants (cl-x-2step-yolo11n) after it
         body = "\n".join(p.read_text().strip() + _images(p) for p in files) or "_No full run recorded yet._"
         text, n = re.subn(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
         if not n:

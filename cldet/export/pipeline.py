@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
@@ -170,8 +170,8 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
         if "fp32_nms" in files:
             export_onnx(model, stage / files["fp32_nms"], imgsz, nms=True, dynamic_batch=False)
         if "int8" in files:
-            calib_summary = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz, opts, ds,
-                                      qat_set)
+            calib_summary, calibrated = _quantize(model, calib, stage / files["fp32"], stage / files["int8"], imgsz,
+                                                  opts, ds, qat_set)
         def score(path: Path) -> dict:
             res = evaluate(open_backend(path, provider="cpu", threads=opts.threads), ds, opts.split, names, imgsz, groups=groups,
                            limit=opts.eval_limit, progress=opts.progress)
@@ -182,7 +182,8 @@ def export_run(run: str | Path, opts: ExportOptions | None = None) -> dict:
                    if not key.startswith("engine") and key != "fp32_nms"}  # NMS layout, engines: scored on the board
         if opts.int8 == "auto":
             calib_summary["auto"] = _auto_qat(model, calib, stage, files, imgsz, opts, ds, metrics, score,
-                                              lambda: _qat_images(lin, names, calib, opts, eval_images), calib_summary)
+                                              lambda: _qat_images(lin, names, calib, opts, eval_images), calib_summary,
+                                              calibrated)
         out.mkdir(parents=True, exist_ok=True)
         arts = {}
         for key, f in files.items():
@@ -262,17 +263,18 @@ SENSITIVE_STEPS = (2, 4, 8)  # convs kept float, tried in turn until the loss is
 
 
 def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOptions, ds, metrics: dict, score,
-              qat_set, summary: dict) -> dict:
+              qat_set, summary: dict, calibrated: "_Calibrated") -> dict:
     """`--int8 auto`: keep the PTQ artifact when it loses at most `drift_tolerance` points on every class group of
     the evaluation split. Otherwise, in turn: keep the 2, 4, 8 most INT8-sensitive convs float (ranked on
     calibration images, cldet.export.sensitivity) until the loss is within the tolerance; if none is, fine-tune with
     QAT distilled from the FP32 model. The candidate that loses least on its worst group is kept. A group where
     INT8 scores above FP32 has lost nothing, so the decision counts losses, not |drift| (QAT often ends above FP32:
     it is a short distillation on TRAIN images). The evaluation split decides (it is what `cldet check` gates on);
-    the manifest records every try, the losses and the |drift|, and which convs stayed float and why."""
+    the manifest records every try, the losses and the |drift|, and which convs stayed float and why. The PTQ
+    export's calibration (`calibrated`: images, pre-processed graph, range statistics) serves every try."""
     import re
 
-    from .quantize import QuantConfig, calibrate, float_layers, prepare, quantize_ptq
+    from .quantize import float_layers, quantize_ptq
     from .sensitivity import SENSITIVE_WHY, rank_convs
 
     ptq = worst_loss(metrics["fp32"], metrics["int8"])
@@ -284,10 +286,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
     log.warning("PTQ loses %.2f points (> %.2f) of mAP50-95 on a class group; ranking the convs by INT8 sensitivity",
                 ptq, opts.drift_tolerance)
     fp32, int8 = stage / files["fp32"], stage / files["int8"]
-    cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
-                      float_nodes=tuple(opts.keep_float))
-    arrays = list(calibration_arrays(calib, imgsz, False))
-    stats = calibrate(prepare(fp32, stage), lambda: iter(arrays), cfg, threads=opts.threads)
+    cfg, arrays, proto, stats = calibrated.cfg, calibrated.arrays, calibrated.proto, calibrated.stats
     ranking = rank_convs(fp32, arrays[:SENSITIVITY_IMAGES], cfg, stats, stage, threads=opts.threads,
                          progress=opts.progress)
     record["sensitivity"] = [{"node": n, "output_error": round(e, 5)} for n, e in ranking[:max(SENSITIVE_STEPS)]]
@@ -300,7 +299,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         cfg_k = replace(cfg, float_nodes=(*cfg.float_nodes, "^(" + "|".join(re.escape(n) for n in names) + ")$"),
                         float_why=(*[None] * len(cfg.float_nodes), f"{SENSITIVE_WHY} ({len(names)} of {len(ranking)})"))
         path = quantize_ptq(fp32, stage / ".model.int8.sensitive.onnx", lambda: iter(arrays), cfg_k, stats=stats,
-                            threads=opts.threads)
+                            threads=opts.threads, proto=proto)
         m = score(path)
         loss = worst_loss(metrics["fp32"], m)
         record["tries"].append({"float_convs": len(names), "worst_loss": round(loss, 3),
@@ -309,8 +308,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         if loss < best:
             path.replace(int8)
             metrics["int8"], best, record["chosen"], record["float_convs"] = m, loss, "ptq-float", len(names)
-            summary.update(float_nodes=list(cfg_k.float_nodes),
-                           float_layers=float_layers(prepare(fp32, stage), cfg_k))
+            summary.update(float_nodes=list(cfg_k.float_nodes), float_layers=float_layers(proto, cfg_k))
         path.unlink(missing_ok=True)
         if loss <= opts.drift_tolerance:
             break
@@ -320,7 +318,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
 
         qat_path = stage / ".model.int8.qat.onnx"
         record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, _qat_config(opts), progress=opts.progress,
-                                   train_set=qat_set())
+                                   train_set=qat_set(), arrays=arrays)
         m = score(qat_path)
         qat = worst_loss(metrics["fp32"], m)
         record["qat_worst_loss"] = round(qat, 3)
@@ -328,7 +326,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         if qat < best:
             qat_path.replace(int8)
             metrics["int8"], best, record["chosen"] = m, qat, "qat"
-            summary.update(float_nodes=list(cfg.float_nodes), float_layers=float_layers(prepare(fp32, stage), cfg))
+            summary.update(float_nodes=list(cfg.float_nodes), float_layers=float_layers(proto, cfg))
     record["worst_loss"] = round(best, 3)
     log.warning("auto INT8: PTQ lost %.2f points on its worst group; kept %s (%.2f)", ptq, record["chosen"].upper(),
                 best)
@@ -361,24 +359,37 @@ def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOption
     return qat
 
 
+@dataclass
+class _Calibrated:
+    """What the PTQ export measured, kept for `--int8 auto`'s further tries (no image is calibrated twice)."""
+    cfg: object
+    arrays: list
+    proto: object
+    stats: object
+
+
 def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds,
-              qat_set: CalibrationSet | None = None) -> dict:
-    from .quantize import QuantConfig, quantize_ptq
+              qat_set: CalibrationSet | None = None) -> tuple[dict, _Calibrated | None]:
+    """The INT8 artifact of `--int8 ptq|qat|auto` and its manifest summary; for auto, also its calibration."""
+    from .quantize import QuantConfig, calibrate, float_layers, prepare, quantize_ptq
 
     cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
                       float_nodes=tuple(opts.keep_float))
     summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary(),
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
-    import onnx
-
-    from .quantize import float_layers
-
-    summary["float_layers"] = float_layers(onnx.load(str(fp32)), cfg)
-    if opts.int8 in ("ptq", "auto"):
-        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads)
+    proto = prepare(fp32, fp32.parent)
+    summary["float_layers"] = float_layers(proto, cfg)
+    calibrated = None
+    if opts.int8 == "auto":  # the images are kept: the sensitivity ranking and its tries reuse them and the ranges
+        arrays = list(calibration_arrays(calib, imgsz, opts.progress))
+        calibrated = _Calibrated(cfg, arrays, proto, calibrate(proto, lambda: iter(arrays), cfg, threads=opts.threads))
+        quantize_ptq(fp32, int8, lambda: iter(arrays), cfg, stats=calibrated.stats, threads=opts.threads, proto=proto)
+    elif opts.int8 == "ptq":
+        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads,
+                     proto=proto)
     else:
         from .qat import export_qat
 
         summary["qat"] = export_qat(model, calib, ds, int8, imgsz, _qat_config(opts), progress=opts.progress,
                                     train_set=qat_set)
-    return summary
+    return summary, calibrated

@@ -181,14 +181,14 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
 
 
 def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True,
-               train_set=None) -> dict:
+               train_set=None, arrays: list[np.ndarray] | None = None) -> dict:
     """QAT-finetune `model` on `train_set` (default: the calibration images), export it, and write its Q/DQ ONNX to
-    `out`, calibrated on the calibration images like PTQ."""
+    `out`, calibrated on the calibration images like PTQ (`arrays`: those images already letterboxed)."""
     from ..calib.reader import calibration_arrays
     from .onnx_export import export_onnx
     from .quantize import QuantConfig, quantize_ptq
 
-    arrays = list(calibration_arrays(calib, imgsz, progress))
+    arrays = arrays if arrays is not None else list(calibration_arrays(calib, imgsz, progress))
     train = list(calibration_arrays(train_set, imgsz, progress)) if train_set is not None else arrays
     student, stats = qat_finetune(model, train, cfg, progress)
     stats["train_images"] = len(train)

@@ -214,9 +214,10 @@ def calibrate(proto, arrays: Callable[[], Iterable[np.ndarray]], config: QuantCo
 
 def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.ndarray] | Callable,
                  config: QuantConfig = QuantConfig(), stats: RangeStats | None = None,
-                 threads: int | None = None) -> Path:
+                 threads: int | None = None, proto=None) -> Path:
     """Calibrate `fp32_onnx` on `arrays` (letterboxed inputs; an iterable or a factory of iterables) and write
-    the Q/DQ model to `out`. `stats` (from `calibrate`) skips the calibration passes."""
+    the Q/DQ model to `out`. `stats` (from `calibrate`) skips the calibration passes; `proto` (from `prepare`)
+    the pre-processing."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -228,7 +229,7 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     if not callable(arrays):
         kept = list(arrays)
         arrays = lambda: iter(kept)  # noqa: E731 - two calibration passes read them
-    proto = prepare(fp32_onnx, out.parent)
+    proto = proto if proto is not None else prepare(fp32_onnx, out.parent)
     decode, exclude = float_nodes(proto, config)
     if stats is None:
         stats = calibrate(proto, arrays, config, threads)

@@ -264,10 +264,29 @@ def test_manifest_names_the_float_layers_and_why(exported):
     assert cal["mode"] == "auto" and cal["auto"]["chosen"] == "ptq"  # random head: PTQ and FP32 agree
 
 
-def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path):
-    """A negative tolerance makes any PTQ fail the gate: auto must fine-tune with QAT and record both drifts."""
+def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path, monkeypatch):
+    """A negative tolerance makes any PTQ fail the gate: auto must fine-tune with QAT and record both drifts. The
+    calibration images are letterboxed once, and the ranges measured once for the PTQ export and every float-conv
+    try (QAT measures its own: its fine-tuned weights change the activations)."""
+    import importlib
+
     from cldet.export.pipeline import ExportOptions, export_run
 
+    # (cldet.export is also the API function, so the modules are looked up by name)
+    pipeline, quantize = (importlib.import_module(f"cldet.export.{m}") for m in ("pipeline", "quantize"))
+    import cldet.calib.reader as reader
+
+    passes = {"images": 0, "stats": 0}
+
+    def counted(fn, key):
+        def wrapped(*a, **k):
+            passes[key] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(pipeline, "calibration_arrays", counted(pipeline.calibration_arrays, "images"))
+    monkeypatch.setattr(reader, "calibration_arrays", counted(reader.calibration_arrays, "images"))
+    monkeypatch.setattr(quantize, "collect_stats", counted(quantize.collect_stats, "stats"))
     m = export_run(tiny_run, ExportOptions(out=tmp_path / "o", drift_tolerance=-1.0, qat_epochs=1, qat_images=6,
                                            calib_images=4, eval_limit=2, progress=False, calib_method="minmax"))
     auto = m["calibration"]["auto"]
@@ -282,6 +301,7 @@ def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path):
     if auto["chosen"] == "ptq-float":  # the manifest names the convs kept float and why
         assert any("sensitive" in g["why"] for g in m["calibration"]["float_layers"])
     assert "ptq_worst_drift" in auto and "qat_worst_drift" in auto  # |drift| recorded beside the losses
+    assert passes == {"images": 2, "stats": 2}  # the calibration images and the QAT training images; PTQ and QAT
 
 
 def test_auto_counts_losses_not_gains():
