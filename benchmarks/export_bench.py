@@ -37,12 +37,23 @@ def _protocol(run: Path, dataset: str) -> str:
     return "custom"
 
 
-def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> dict:
+def _evaluate(path: Path, ds, names, imgsz, groups, batch: int, threads: int):
     from cldet.core.evaluate import evaluate
     from cldet.deploy.runtime import open_backend
 
-    res = evaluate(open_backend(path, provider="cpu", threads=threads), ds, "val", names, imgsz, groups=groups, batch=batch, progress=False)
-    return res.scores()
+    return evaluate(open_backend(path, provider="cpu", threads=threads), ds, "val", names, imgsz, groups=groups,
+                    batch=batch, progress=False)
+
+
+def _scores(path: Path, ds, names, imgsz, groups, batch: int, threads: int) -> dict:
+    return _evaluate(path, ds, names, imgsz, groups, batch, threads).scores()
+
+
+def _noise(evals: dict, names, groups: dict, draws: int) -> dict:
+    """The FP32 - INT8 drift's sampling noise on this evaluation split (paired bootstrap over its images)."""
+    from cldet.core.metrics import paired_bootstrap
+
+    return paired_bootstrap(evals["fp32"].results, evals["int8"].results, names, groups, draws=draws)
 
 
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
@@ -139,6 +150,8 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     cl_paths = {k: cl_man.file_of(k) for k in ("fp32", "int8")}
     cl_scores = {k: man["artifacts"][k]["metrics"] for k in ("fp32", "int8")}
     print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
+    cl_evals = {k: _evaluate(p, ds, lin.classes, imgsz, groups_map, 8, args.threads) for k, p in cl_paths.items()}
+    cl_noise = _noise(cl_evals, lin.classes, groups_map, args.bootstrap)
 
     methods = {}
     extra = [m for m in args.methods.split(",") if m and m != args.method]
@@ -172,8 +185,10 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         print(f"[{run}] cldet QAT export done in {time.time() - t1:.0f} s", flush=True)
 
     ul_f32, ul_i8 = _ultralytics_export(run, work / "ul", imgsz, data, args.calib_images)
-    ul_scores = {k: _scores(p, ds, lin.classes, imgsz, groups_map, 1, args.threads)
-                 for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
+    ul_evals = {k: _evaluate(p, ds, lin.classes, imgsz, groups_map, 1, args.threads)
+                for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
+    ul_scores = {k: e.scores() for k, e in ul_evals.items()}
+    ul_noise = _noise(ul_evals, lin.classes, groups_map, args.bootstrap)
     print(f"[{run}] ultralytics export + eval done", flush=True)
     paths = {"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8}
     if qat_scores:
@@ -190,17 +205,17 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
             "calibration": {k: cal.get(k) for k in ("mode", "method", "images", "covered", "missing", "activations",
                                                     "weights", "op_types", "sources", "auto")},
             "float_layers": [{"why": g["why"], "nodes": len(g["nodes"]), "first": g["nodes"][:3]}
-                             for g in cal.get("float_layers", [])]}),
+                             for g in cal.get("float_layers", [])], "drift_noise": cl_noise}),
         "ultralytics": _block(ul_scores, {"fp32": lat["ul_fp32"], "int8": lat["ul_int8"]}, groups, {
             "calibration": {"images": args.calib_images, "split": "train",
                             "call": f"YOLO(pt).export(format='onnx', quantize=8, data='{data}', split='train', "
-                                    f"fraction={args.calib_images})"}}),
+                                    f"fraction={args.calib_images})"}, "drift_noise": ul_noise}),
         "calib_methods_drift": methods,
         **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
                                 {"qat": qat_info})} if qat_scores else {}),
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
                      "load_average_1min_at_end": round(os.getloadavg()[0], 2),
-                     "iters": args.iters, "warmup": 20, "alternated": "every iteration, order reversed every other",
+                     "iters": args.iters, "warmup": 20, "bootstrap": args.bootstrap, "alternated": "every iteration, order reversed every other",
                      "cpu_count": os.cpu_count()},
         "seconds": round(time.time() - t0, 1),
         **({"op_profile": profile} if profile else {}),
@@ -240,6 +255,15 @@ def markdown(r: dict) -> str:
         lines += [f"| {o} | " + " | ".join(f"{prof[k].get(o, 0):.2f}" for k in prof) + " |" for o in ops
                   if max(prof[k].get(o, 0) for k in prof) >= 0.05]
         lines += ["| total | " + " | ".join(f"{sum(prof[k].values()):.2f}" for k in prof) + " |"]
+    noisy = [w for w in ("cldet", "ultralytics") if r.get(w, {}).get("drift_noise")]
+    if noisy:
+        lines += ["", "| exporter | " + " | ".join(f"drift {x}: 90% interval" for x in g) + " |",
+                  "|---|" + "---|" * len(g)]
+        lines += [f"| {w} | " + " | ".join(f"{r[w]['drift_noise'][x]['lo']:+.2f} .. {r[w]['drift_noise'][x]['hi']:+.2f}"
+                                           for x in g) + " |" for w in noisy]
+        lines += ["", f"Interval: the drift recomputed on {r['settings'].get('bootstrap', 200)} resamples (with "
+                  "replacement) of the evaluation images, FP32 and INT8 on the same draw: the spread a second "
+                  "evaluation set of this size could show."]
     fl = r["cldet"].get("float_layers")
     if fl:
         lines += ["", "Kept float in cldet's INT8: " + "; ".join(f"{g['nodes']} node(s), {g['why']}" for g in fl) + "."]
@@ -290,6 +314,8 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--bootstrap", type=int, default=200,
+                    help="draws of the paired bootstrap that sizes each drift's sampling noise (images resampled)")
     ap.add_argument("--name", default=None, help="protocol label in the output file name (default: from the run path)")
     ap.add_argument("--qat-epochs", type=int, default=0, help="also export cldet QAT with this many epochs (0: skip)")
     ap.add_argument("--profile-runs", type=int, default=60, help="per-op profile of cldet's FP32 and INT8 (0: skip)")

@@ -31,6 +31,8 @@ class EvalResult:
     # every detection in COCO results format (image_id, category_id, bbox [x, y, w, h] in pixels, score), with the
     # dataset's own ids for COCO data (pycocotools' COCO.loadRes reads it); class name as category_name
     detections: list[dict] = field(default_factory=list)
+    # per image: ground truth and detections in the evaluator's own ids (cldet.core.metrics.paired_bootstrap)
+    results: list[ImageResult] = field(default_factory=list, repr=False)
 
     def scores(self) -> dict[str, dict[str, float]]:
         """Group -> {"map50_95", "map50"}: what lineage.json, the manifest and the results JSON record."""
@@ -87,4 +89,4 @@ def evaluate(
     groups = dict(groups or {})
     groups.setdefault("all", list(model_names))
     return EvalResult(list(model_names), per_class, group_map(per_class, model_names, groups), len(images),
-                      coco_dets)
+                      coco_dets, results)
