@@ -81,29 +81,46 @@ def plot_curves(s: dict, path: Path) -> bool:
     return True
 
 
+def _max_known(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
 def markdown_table(s: dict) -> str:
     t = s["train"]
     lines = [f"### {s['dataset']} / {s['protocol']} ({s['steps']} steps; {t['epochs']} epochs per step, {t['imgsz']} px, "
              f"fraction {t['fraction']}, seeds {s['seeds']})", "",
              "| method | exemplar-free | old mAP50-95 | new mAP50-95 | all mAP50-95 | all mAP50 | ratio to joint | forgetting old (pts) | s / step |",
              "|---|---|---|---|---|---|---|---|---|"]
+    seeds = len(s["seeds"]) > 1  # values are means over the seeds, with their std after the +-
+
+    def pm(mean: float, std: float | None, fmt: str = ".3f") -> str:
+        return f"{mean:{fmt}}" + (f" ± {std:{fmt}}" if seeds and std is not None else "")
+
     for name, m in s["methods"].items():
-        f = m["final"]
+        f, sd = m["final"], m.get("final_std", {})
         def v(g, k="map50_95"):
-            return f"{f[g][k]:.3f}" if g in f else "-"
+            return pm(f[g][k], sd.get(g, {}).get(k)) if g in f else "-"
         fo = m["forgetting"].get("old")
+        ratio = "-" if m["ratio_to_joint"] is None else pm(m["ratio_to_joint"], m.get("ratio_to_joint_std"))
         lines.append(f"| {name} | {'yes' if s['exemplar_free'].get(name) else ('n/a' if name == 'joint' else 'no')} | {v('old')} | {v('new')} | "
-                     f"{v('all')} | {v('all', 'map50')} | {'-' if m['ratio_to_joint'] is None else format(m['ratio_to_joint'], '.3f')} | {'' if fo is None else f'{100 * fo:.1f}'} | "
+                     f"{v('all')} | {v('all', 'map50')} | {ratio} | {'' if fo is None else f'{100 * fo:.1f}'} | "
                      f"{np.mean(m['seconds_per_step']):.0f} |")
-    b = s["base"]["metrics"]["step0"]
-    lines += ["", f"Base model (step 0 classes, {s['base'].get('epochs', '?')} epochs): mAP50-95 {b['map50_95']:.3f}, "
-              f"mAP50 {b['map50']:.3f}."]
-    moved = {"base": convergence(s["base"].get("curve") or [])}
+    b, bsd = s["base"]["metrics"]["step0"], s["base"].get("metrics_std", {}).get("step0", {})
+    lines += ["", f"Base model (step 0 classes, {s['base'].get('epochs', '?')} epochs): mAP50-95 "
+              f"{pm(b['map50_95'], bsd.get('map50_95'))}, mAP50 {pm(b['map50'], bsd.get('map50'))}."]
+    if seeds:
+        lines.append(f"Mean ± std over seeds {s['seeds']}; forgetting and seconds are means.")
+    # convergence: the largest move over the seeds' last 3 epochs
+    base_curves = [r.get("curve") or [] for r in s["base"].get("per_seed", [])] or [s["base"].get("curve") or []]
+    moved = {"base": _max_known(convergence(c) for c in base_curves)}
     if "joint" in s["methods"]:
-        moved["joint"] = convergence(s["methods"]["joint"].get("curves", [[]])[0])
+        j = s["methods"]["joint"]
+        moved["joint"] = _max_known(convergence(r["curves"][0]) for r in j.get("per_seed", [j]) if r.get("curves"))
     known = {k: v for k, v in moved.items() if v is not None}
     if known:
-        lines.append("Convergence (val mAP50-95 moved over the last 3 epochs): "
+        lines.append(("Convergence (val mAP50-95 moved over the last 3 epochs, the most of any seed): " if seeds else
+                      "Convergence (val mAP50-95 moved over the last 3 epochs): ")
                      + ", ".join(f"{k} {v:.1f} pts" for k, v in known.items())
                      + (f"; joint trained {s['joint_epochs']} epochs." if s.get("joint_epochs") else "."))
     if "cost" in s:

@@ -257,10 +257,16 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
             entry["final_std"] = {g: {k: agg([s["final"][g][k] for s in per_seed])[1] for k in ("map50_95", "map50")} for g in first["final"]}
             entry["ratio_to_joint"], entry["ratio_to_joint_std"] = agg([s["ratio_to_joint"] for s in per_seed])
             entry["forgetting"] = {g: agg([s["forgetting"][g] for s in per_seed])[0] for g in first["forgetting"]}
+            entry["seconds_per_step"] = [agg(t)[0] for t in zip(*(s["seconds_per_step"] for s in per_seed))]
             entry["per_seed"] = per_seed
         out["methods"][name] = entry
         out["exemplar_free"][name] = name != "replay" if name != "joint" else False
-    out["base"] = {"metrics": runs[0]["base"]["metrics"], "seconds": runs[0]["base"]["seconds"],
+    base_metrics = [r["base"]["metrics"] for r in runs]
+    out["base"] = {"metrics": {g: {k: agg([m[g][k] for m in base_metrics])[0] for k in v}
+                               for g, v in base_metrics[0].items()},
+                   **({"metrics_std": {g: {k: agg([m[g][k] for m in base_metrics])[1] for k in v}
+                                       for g, v in base_metrics[0].items()}} if len(runs) > 1 else {}),
+                   "seconds": runs[0]["base"]["seconds"],
                    "epochs": runs[0]["base"].get("epochs"), "curve": runs[0]["base"].get("curve", []),
                    "per_seed": [{"seed": r["seed"], "metrics": r["base"]["metrics"], "curve": r["base"].get("curve", [])}
                                 for r in runs]}
