@@ -6,6 +6,7 @@
 Each variant learns every increment of the protocol from the protocol's base run (run cl_protocols first: it
 trains the base, the joint model and the finetune/ours reference runs), with the same data, epochs and seed.
 Finished runs are reused (cldet.protocol.reuse). Writes benchmarks/results/ablation-<dataset>-<protocol>.{json,md}
+(-seed<N> added for another seed than 0)
 with old/new/all mAP50-95, the ratio to joint, new classes against fine-tuning's and old classes against the base.
 """
 
@@ -48,8 +49,8 @@ def run_variant(p, root: Path, folder: str, settings: dict) -> Path:
     prev = root / "base"
     for k, classes in enumerate(p.steps[1:], 1):
         run = root / folder / f"step{k}"
-        reuse(run, lambda: api.learn(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run,
-                                     eval_data=p.dataset, old_labels=False, curves=True, **settings))
+        reuse(run, lambda r: api.learn(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run,
+                                       eval_data=p.dataset, old_labels=False, curves=True, resume=r, **settings))
         prev = run
     return prev
 
@@ -62,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of: {', '.join(VARIANTS)}")
+    ap.add_argument("--threads", type=int, default=None, help="CPU training threads (default: every core)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = load_protocol(args.protocol, args.data_root)
     root = args.work / f"{p.dataset_name}-{p.name}" / f"seed{args.seed}"
     base = read_lineage(root / "base")
-    tcfg = TrainConfig(**{**p.train, "seed": args.seed})
+    tcfg = TrainConfig(**{**p.train, "seed": args.seed, "threads": args.threads})
     rows = {}
     for key in args.variants.split(","):
         name, folder, over = VARIANTS[key]
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     joint = joint_metrics(root / "joint", p) if (root / "joint" / "lineage.json").exists() else None
     summary = {"protocol": p.name, "dataset": p.dataset_name, "seed": args.seed, "train": tcfg.as_dict(),
                "base": base.last.metrics, "joint": joint, "rows": rows}
-    print(write_results(summary, args.results / f"ablation-{p.dataset_name}-{p.name}"))
+    seed = f"-seed{args.seed}" if args.seed else ""  # seed 0 keeps the name of the first study
+    print(write_results(summary, args.results / f"ablation-{p.dataset_name}-{p.name}{seed}"))
     return 0
 
 

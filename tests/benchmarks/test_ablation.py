@@ -1,0 +1,28 @@
+"""The ablation harness drives cldet.protocol.reuse: a variant's steps are learned, resumed or reused."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+
+def test_run_variant_learns_resumes_and_reuses(tmp_path, monkeypatch):
+    import benchmarks.ablation as ablation
+
+    calls = []
+
+    def learn(**kw):
+        calls.append((kw["out"].name, kw["from_run"].name, kw["resume"], kw["box_weight"]))
+        kw["out"].mkdir(parents=True, exist_ok=True)
+        (kw["out"] / "lineage.json").write_text("{}")
+
+    monkeypatch.setattr(ablation.api, "learn", learn)
+    p = SimpleNamespace(steps=[["a"], ["b"], ["c"]], dataset=tmp_path / "d.yaml")
+    # step 1 was interrupted after an epoch: it is continued (--resume), then step 2 starts from it
+    (tmp_path / "abl-box" / "step1" / "train" / "weights").mkdir(parents=True)
+    (tmp_path / "abl-box" / "step1" / "pending.json").write_text("{}")
+    (tmp_path / "abl-box" / "step1" / "train" / "weights" / "state.pt").write_text("w")
+    last = ablation.run_variant(p, tmp_path, "abl-box", {"box_weight": 1.0})
+    assert last == tmp_path / "abl-box" / "step2"
+    assert calls == [("step1", "base", True, 1.0), ("step2", "step1", False, 1.0)]
+    ablation.run_variant(p, tmp_path, "abl-box", {"box_weight": 1.0})  # finished: reused, nothing learned again
+    assert len(calls) == 2
