@@ -249,7 +249,8 @@ def markdown(r: dict) -> str:
             lines.append(f"| {m} | " + " | ".join(f"{d[x]:+.2f}" for x in g) + " |")
     if r.get("op_profile"):
         prof = r["op_profile"]
-        ops = sorted({o for v in prof.values() for o in v}, key=lambda o: -max(v.get(o, 0) for v in prof.values()))
+        ops = sorted({o for v in prof.values() for o in v},  # ties by name: a set's order changes between runs
+                     key=lambda o: (-max(v.get(o, 0) for v in prof.values()), o))
         lines += ["", "| op (ONNX Runtime, after its graph optimizer) | " + " | ".join(f"{k} ms" for k in prof) + " |",
                   "|---|" + "---|" * len(prof)]
         lines += [f"| {o} | " + " | ".join(f"{prof[k].get(o, 0):.2f}" for k in prof) + " |" for o in ops
