@@ -217,6 +217,14 @@ def _final(metrics: dict) -> dict:
     return {g: {"map50_95": metrics[g]["map50_95"], "map50": metrics[g]["map50"]} for g in ("old", "new", "all") if g in metrics}
 
 
+def _mean_std(metrics: list[dict]) -> tuple[dict, dict]:
+    """Group -> {metric: value} dicts of several seeds: their mean and their std, in the same shape."""
+    first = metrics[0]
+    mean = {g: {k: float(np.mean([m[g][k] for m in metrics])) for k in v} for g, v in first.items()}
+    std = {g: {k: float(np.std([m[g][k] for m in metrics])) for k in v} for g, v in first.items()}
+    return mean, std
+
+
 def summarise(p: Protocol, runs: list[dict]) -> dict:
     """Issue-format JSON: final old/new/all, ratio to joint, forgetting, seconds per step; mean (and std) over seeds."""
     out = {"dataset": p.dataset_name, "protocol": p.name, "steps": len(p.steps), "seeds": [r["seed"] for r in runs],
@@ -253,19 +261,15 @@ def summarise(p: Protocol, runs: list[dict]) -> dict:
         first = per_seed[0]
         entry = dict(first)
         if len(per_seed) > 1:
-            entry["final"] = {g: {k: agg([s["final"][g][k] for s in per_seed])[0] for k in ("map50_95", "map50")} for g in first["final"]}
-            entry["final_std"] = {g: {k: agg([s["final"][g][k] for s in per_seed])[1] for k in ("map50_95", "map50")} for g in first["final"]}
+            entry["final"], entry["final_std"] = _mean_std([s["final"] for s in per_seed])
             entry["ratio_to_joint"], entry["ratio_to_joint_std"] = agg([s["ratio_to_joint"] for s in per_seed])
             entry["forgetting"] = {g: agg([s["forgetting"][g] for s in per_seed])[0] for g in first["forgetting"]}
             entry["seconds_per_step"] = [agg(t)[0] for t in zip(*(s["seconds_per_step"] for s in per_seed))]
             entry["per_seed"] = per_seed
         out["methods"][name] = entry
         out["exemplar_free"][name] = name != "replay" if name != "joint" else False
-    base_metrics = [r["base"]["metrics"] for r in runs]
-    out["base"] = {"metrics": {g: {k: agg([m[g][k] for m in base_metrics])[0] for k in v}
-                               for g, v in base_metrics[0].items()},
-                   **({"metrics_std": {g: {k: agg([m[g][k] for m in base_metrics])[1] for k in v}
-                                       for g, v in base_metrics[0].items()}} if len(runs) > 1 else {}),
+    base_mean, base_std = _mean_std([r["base"]["metrics"] for r in runs])
+    out["base"] = {"metrics": base_mean, **({"metrics_std": base_std} if len(runs) > 1 else {}),
                    "seconds": runs[0]["base"]["seconds"],
                    "epochs": runs[0]["base"].get("epochs"), "curve": runs[0]["base"].get("curve", []),
                    "per_seed": [{"seed": r["seed"], "metrics": r["base"]["metrics"], "curve": r["base"].get("curve", [])}

@@ -11,6 +11,7 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..calib.reader import CalibrationSet, calibration_arrays, check_disjoint, from_dataset, from_folder, \
     from_reservoir, merge
@@ -22,6 +23,10 @@ from ..detector.lineage import CHECKPOINT, read_lineage
 from ..core.errors import CldetError, DataError, MissingRuntimeError, RunError
 from .manifest_writer import artifact_entry, build_manifest, write_manifest
 from .options import INT8_MODES, ExportOptions
+
+if TYPE_CHECKING:  # the quantizer's modules load onnx; imported where they run
+    from .quantize import QuantConfig
+    from .ranges import RangeStats
 
 __all__ = ["ExportOptions", "export_run", "artifact_names", "INT8_MODES"]
 
@@ -362,10 +367,10 @@ def _qat_images(lin, names: list[str], calib: CalibrationSet, opts: ExportOption
 @dataclass
 class _Calibrated:
     """What the PTQ export measured, kept for `--int8 auto`'s further tries (no image is calibrated twice)."""
-    cfg: object
-    arrays: list
-    proto: object
-    stats: object
+    cfg: QuantConfig
+    arrays: list  # letterboxed calibration images
+    proto: object  # the FP32 graph after ONNX Runtime's quantization pre-processing
+    stats: RangeStats
 
 
 def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, opts: ExportOptions, ds,
@@ -379,17 +384,14 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
     proto = prepare(fp32, fp32.parent)
     summary["float_layers"] = float_layers(proto, cfg)
-    calibrated = None
-    if opts.int8 == "auto":  # the images are kept: the sensitivity ranking and its tries reuse them and the ranges
-        arrays = list(calibration_arrays(calib, imgsz, opts.progress))
-        calibrated = _Calibrated(cfg, arrays, proto, calibrate(proto, lambda: iter(arrays), cfg, threads=opts.threads))
-        quantize_ptq(fp32, int8, lambda: iter(arrays), cfg, stats=calibrated.stats, threads=opts.threads, proto=proto)
-    elif opts.int8 == "ptq":
-        quantize_ptq(fp32, int8, calibration_arrays(calib, imgsz, opts.progress), cfg, threads=opts.threads,
-                     proto=proto)
-    else:
+    if opts.int8 == "qat":
         from .qat import export_qat
 
         summary["qat"] = export_qat(model, calib, ds, int8, imgsz, _qat_config(opts), progress=opts.progress,
                                     train_set=qat_set)
-    return summary, calibrated
+        return summary, None
+    arrays = list(calibration_arrays(calib, imgsz, opts.progress))  # read twice (ranges, then the quantizer)
+    calibrated = _Calibrated(cfg, arrays, proto, calibrate(proto, lambda: iter(arrays), cfg, threads=opts.threads))
+    quantize_ptq(fp32, int8, lambda: iter(arrays), cfg, stats=calibrated.stats, threads=opts.threads, proto=proto)
+    # auto's sensitivity ranking, float-conv tries and QAT reuse the images, the graph and the ranges
+    return summary, calibrated if opts.int8 == "auto" else None
