@@ -11,7 +11,7 @@ def test_run_variant_learns_resumes_and_reuses(tmp_path, monkeypatch):
     calls = []
 
     def learn(**kw):
-        calls.append((kw["out"].name, kw["from_run"].name, kw["resume"], kw["box_weight"]))
+        calls.append((kw["out"].name, kw["from_run"].name, kw["resume"], kw.get("box_weight"), kw["old_labels"]))
         kw["out"].mkdir(parents=True, exist_ok=True)
         (kw["out"] / "lineage.json").write_text("{}")
 
@@ -23,6 +23,24 @@ def test_run_variant_learns_resumes_and_reuses(tmp_path, monkeypatch):
     (tmp_path / "abl-box" / "step1" / "train" / "weights" / "state.pt").write_text("w")
     last = ablation.run_variant(p, tmp_path, "abl-box", {"box_weight": 1.0})
     assert last == tmp_path / "abl-box" / "step2"
-    assert calls == [("step1", "base", True, 1.0), ("step2", "step1", False, 1.0)]
+    assert calls == [("step1", "base", True, 1.0, False), ("step2", "step1", False, 1.0, False)]
     ablation.run_variant(p, tmp_path, "abl-box", {"box_weight": 1.0})  # finished: reused, nothing learned again
     assert len(calls) == 2
+
+
+def test_oracle_variant_reads_the_old_labels_and_no_other_does(tmp_path, monkeypatch):
+    import benchmarks.ablation as ablation
+
+    seen = {}
+
+    def learn(**kw):
+        seen[kw["out"].parent.name] = (kw["old_labels"], kw.get("method"))
+        kw["out"].mkdir(parents=True, exist_ok=True)
+        (kw["out"] / "lineage.json").write_text("{}")
+
+    monkeypatch.setattr(ablation.api, "learn", learn)
+    p = SimpleNamespace(steps=[["a"], ["b"]], dataset=tmp_path / "d.yaml")
+    for key, (_, folder, over) in ablation.VARIANTS.items():
+        ablation.run_variant(p, tmp_path, folder, over)
+    assert seen.pop("abl-oracle") == (True, "finetune")
+    assert seen and all(old is False for old, _ in seen.values())
