@@ -26,6 +26,7 @@ from cldet.protocol import joint_metrics, load_protocol, reuse
 ROOT = Path(__file__).resolve().parents[1]
 
 # key -> (table row, run folder under seed<N>, learn settings over the default method's)
+FINETUNE_RUN = "<the finetune run of the same step>"  # resolved per step by run_variant
 VARIANTS: dict[str, tuple[str, str, dict]] = {
     "default": ("default (ours)", "ours", {}),
     "focus-all": ("feature KD at every position (feature_focus=all)", "abl-focus-all", {"feature_focus": "all"}),
@@ -40,6 +41,10 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "split-box": ("task_split + box-distribution KD (box_weight=1)", "abl-split-box",
                   {"task_split": True, "box_weight": 1.0}),
     "finetune": ("fine-tuning (lower bound)", "finetune", {"method": "finetune"}),
+    # the second teacher of each step is the protocol's fine-tuning run of that step (run it first): its cost is that
+    # run's on top of this one's
+    "second-teacher": ("+ second teacher: the fine-tuning run's new classes distilled (new_teacher)",
+                       "abl-second-teacher", {"new_teacher": FINETUNE_RUN}),
     # not a method (it reads the old classes' real labels, which an increment does not have): what perfect pseudo
     # labels would give in the same epochs from the same base, the ceiling of anything that labels the old objects
     "oracle": ("oracle: fine-tuning with the old classes' real labels (not exemplar-free)", "abl-oracle",
@@ -54,8 +59,12 @@ def run_variant(p, root: Path, folder: str, settings: dict) -> Path:
     settings = {"old_labels": False, **settings}  # an increment has only the new classes' labels, unless told
     for k, classes in enumerate(p.steps[1:], 1):
         run = root / folder / f"step{k}"
+        step = {key: str(root / "finetune" / f"step{k}") if v == FINETUNE_RUN else v for key, v in settings.items()}
+        if FINETUNE_RUN in settings.values() and not (root / "finetune" / f"step{k}" / "lineage.json").exists():
+            raise SystemExit(f"{root / 'finetune' / f'step{k}'} is not finished: run the finetune variant (or the "
+                             "protocol's finetune method) before second-teacher")
         reuse(run, lambda r: api.learn(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run,
-                                       eval_data=p.dataset, curves=True, resume=r, **settings))
+                                       eval_data=p.dataset, curves=True, resume=r, **step))
         prev = run
     return prev
 

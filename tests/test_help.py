@@ -25,6 +25,7 @@ UNITLESS = {
     "feature_weight": "a loss weight, relative to the task loss",
     "response_weight": "a loss weight, relative to the task's cls gain",
     "box_weight": "a loss weight, relative to the task's dfl gain",
+    "new_teacher_weight": "a loss weight, relative to the task's cls and dfl gains",
 }
 _MIN_HELP = 10  # characters: a help text is a phrase, not a word
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..core.data import Dataset, load_dataset, require_classes
 from ..core.errors import CldetError, MissingRuntimeError
 from ..core.validate import check_split
-from .config import DistillConfig, TrainConfig
+from .config import DEFAULT_METHOD, DistillConfig, TrainConfig
 
 __all__ = ["STRIDE", "OPTIMIZERS", "check_train_config", "check_distill_config", "check_device", "check_train_data",
            "check_eval_data"]
@@ -60,10 +60,13 @@ def check_distill_config(d: DistillConfig) -> None:
     d.terms()  # the method name (the CLI already restricts it to the choices)
     for name in ("pseudo_conf", "pseudo_nms_iou", "pseudo_gt_iou"):
         _range(name, getattr(d, name), 0, 1)
-    for name in ("feature_weight", "response_weight", "box_weight"):
+    for name in ("feature_weight", "response_weight", "box_weight", "new_teacher_weight"):
         _range(name, getattr(d, name), 0, None)
     if d.method == "replay" and d.replay_images < 1:
         raise CldetError("--method replay needs --replay-images N (N >= 1 old images to store and mix in).")
+    if d.new_teacher and not any(d.terms().values()):
+        raise CldetError(f"--new-teacher distils into a model that learns with a teacher; --method {d.method} has none "
+                         f"(use the default method, {DEFAULT_METHOD}).")
     if d.method != "replay" and d.replay_images:
         raise CldetError(f"--replay-images {d.replay_images} applies to --method replay only (got --method {d.method}).")
 

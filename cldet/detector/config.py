@@ -100,6 +100,16 @@ class DistillConfig:
     task_split: bool = field(default=False, metadata=option(
         "task loss per class group: pseudo labels train the old class outputs and new labels the new ones, each "
         "normalised by its own target sum"))
+    # A second teacher for the new classes (BPF, YOLO-IOD): a model that learned the same new classes alone, from the
+    # same previous run, typically plain fine-tuning. It knows them better than the student can while it also keeps
+    # the old ones; its new-class scores and box distributions are distilled into the student's new outputs.
+    # Off by default: it costs that extra run (about one fine-tuning increment) and a third forward pass per batch.
+    new_teacher: str | None = field(default=None, metadata=option(
+        "run folder of a model that learned the same new classes from the same previous run (e.g. `cldet learn "
+        "--method finetune`): its new-class scores and boxes are distilled into the new class outputs, a second "
+        "teacher for the new classes (default: none)"))
+    new_teacher_weight: float = field(default=1.0, metadata=option(
+        "--new-teacher: weight of its score and box distillation, times the task's cls and dfl gains", min=0))
     replay_images: int = field(default=0, metadata=option(
         "method 'replay' only: old images to store and mix in (not exemplar-free)", unit="images", min=0))
 

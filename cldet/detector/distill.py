@@ -74,10 +74,12 @@ class Distiller:
                channels, each normalised by its own target sum
     """
 
-    def __init__(self, teacher: torch.nn.Module, nc_old: int, cfg: dict):
+    def __init__(self, teacher: torch.nn.Module, nc_old: int, cfg: dict, new_teacher: torch.nn.Module | None = None):
         self.teacher = teacher.eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.new_teacher = new_teacher.eval() if new_teacher is not None else None
+        for t in (self.teacher, self.new_teacher):
+            for p in t.parameters() if t is not None else ():
+                p.requires_grad_(False)
         self.nc_old = nc_old
         self.cfg = cfg
         self.terms = cfg["terms"]
@@ -132,9 +134,21 @@ class Distiller:
             box = box_kd(raw["boxes"], t_raw["boxes"], conf, crit.reg_max)
         kd = (cfg["feature_weight"] * feat + cfg["response_weight"] * model.args.cls * resp + model.args.cls * soft
               + cfg.get("box_weight", 0.0) * model.args.dfl * box)
+        new_kd = zero
+        if self.new_teacher is not None:
+            # second teacher: its new-class scores everywhere, its box distributions where it sees a new object
+            with torch.no_grad():
+                _, n_raw = self.new_teacher(img)
+            n_scores = n_raw["scores"][:, self.nc_old:]
+            new_resp = score_kd(raw["scores"][:, self.nc_old:], n_scores)
+            new_box = box_kd(raw["boxes"], n_raw["boxes"], teacher_confidence(n_scores), crit.reg_max)
+            new_kd = model.args.cls * new_resp + model.args.dfl * new_box
+            kd = kd + cfg.get("new_teacher_weight", 1.0) * new_kd
         items = dict(items)
         items.update(pseudo_n=torch.tensor(float(n_pseudo) / bs), feat_kd=feat.detach(), resp_kd=resp.detach(),
                      box_kd=box.detach())
+        if self.new_teacher is not None:
+            items["new_kd"] = new_kd.detach()
         # the task loss is a (box, cls, dfl) vector that the trainer sums: add the distillation once
         return loss.sum() + kd * bs, items
 

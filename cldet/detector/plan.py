@@ -129,6 +129,23 @@ def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
     return TrainPlan(Path(job.out), mode, ds, names, job.arch, arch_cfg, init, ev, tcfg, options, ev_images)
 
 
+def _check_new_teacher(run: Path, from_run: Path, parent, names: list[str]) -> str:
+    """--new-teacher RUN: a finished run (checkpoint verified) that learned exactly these classes, in this order,
+    as one increment from the same previous model; returns its folder, absolute, as the lineage records it."""
+    if not (run / "lineage.json").is_file():
+        raise RunError(f"--new-teacher {run}: not a finished cldet run (no lineage.json there).")
+    lin = read_lineage(run)  # verifies its checkpoint's sha256
+    if lin.classes != names:
+        raise RunError(f"--new-teacher {run} knows {', '.join(lin.classes)}; this increment's model will know "
+                       f"{', '.join(names)} (same classes, same order: learn them from {from_run}, e.g. with "
+                       "--method finetune).")
+    came_from = (lin.last.parent or {}).get("model_sha256")
+    if came_from != parent.last.artifacts.get(CHECKPOINT):
+        raise RunError(f"--new-teacher {run} did not learn from {from_run}'s model (its parent's sha256 differs): a "
+                       "second teacher must start from the same previous run.")
+    return str(run.resolve())
+
+
 def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPlan:
     from .model import load_checkpoint
 
@@ -159,6 +176,9 @@ def plan_learn(job: LearnJob, dcfg: DistillConfig, tcfg: TrainConfig) -> LearnPl
     if dcfg.method == "replay" and not any((from_run / "data" / "train" / "images").glob("*")):
         raise RunError(f"--method replay needs the previous run's staged training images "
                        f"({from_run / 'data' / 'train' / 'images'}), and it has none.")
+    if dcfg.new_teacher:
+        dcfg = dataclasses.replace(dcfg, new_teacher=_check_new_teacher(Path(dcfg.new_teacher), from_run, parent,
+                                                                         parent.classes + new))
     ev, ev_images = _eval_source(job.eval_data, job.data, ds)
     check_eval_data(ev, parent.classes + new, source=f"{from_run} plus the new classes", images=ev_images)
     mode = check_out(out, job.resume)

@@ -68,7 +68,11 @@ def attach_teacher(trainer) -> None:
         from .model import load_checkpoint
 
         teacher, _ = load_checkpoint(cfg["teacher"])
-        model.attach(Distiller(teacher.to(trainer.device), cfg["nc_old"], cfg))
+        second = None
+        if cfg.get("new_teacher"):  # --new-teacher: a run folder, checked by plan_learn
+            second, _ = load_checkpoint(Path(cfg["new_teacher"]) / "model.pt")
+            second = second.to(trainer.device)
+        model.attach(Distiller(teacher.to(trainer.device), cfg["nc_old"], cfg, new_teacher=second))
 
 
 def write_trainer_start(path: Path, model, names: list[str], imgsz: int, cl_config: dict | None) -> Path:

@@ -44,3 +44,26 @@ def test_oracle_variant_reads_the_old_labels_and_no_other_does(tmp_path, monkeyp
         ablation.run_variant(p, tmp_path, folder, over)
     assert seen.pop("abl-oracle") == (True, "finetune")
     assert seen and all(old is False for old, _ in seen.values())
+
+
+def test_second_teacher_variant_takes_each_steps_finetune_run(tmp_path, monkeypatch):
+    import pytest
+
+    import benchmarks.ablation as ablation
+
+    seen = []
+
+    def learn(**kw):
+        seen.append((kw["out"].parent.name, kw.get("new_teacher")))
+        kw["out"].mkdir(parents=True, exist_ok=True)
+        (kw["out"] / "lineage.json").write_text("{}")
+
+    monkeypatch.setattr(ablation.api, "learn", learn)
+    p = SimpleNamespace(steps=[["a"], ["b"]], dataset=tmp_path / "d.yaml")
+    _, folder, over = ablation.VARIANTS["second-teacher"]
+    with pytest.raises(SystemExit, match="not finished"):  # no fine-tuning run to learn from yet
+        ablation.run_variant(p, tmp_path, folder, over)
+    assert seen == []
+    ablation.run_variant(p, tmp_path, *ablation.VARIANTS["finetune"][1:])
+    ablation.run_variant(p, tmp_path, folder, over)
+    assert seen == [("finetune", None), ("abl-second-teacher", str(tmp_path / "finetune" / "step1"))]

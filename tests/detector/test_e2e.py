@@ -106,6 +106,35 @@ def test_bad_input_clear_errors(runs, mini_yaml, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # nothing half-written
 
 
+def test_second_teacher_distils_a_fine_tuned_runs_new_classes(runs, mini_yaml, tmp_path):
+    """--new-teacher: a run that learned the same new classes from the same parent (here plain fine-tuning) is
+    distilled into the new outputs; a run with other classes or another parent, or a method without a teacher, is
+    refused before anything is written."""
+    import shutil
+
+    new = ("--data", mini_yaml, "--new-classes", BLACK, "--no-old-labels", *TINY)
+    r = invoke("learn", "--from", runs / "base", "--out", tmp_path / "ft", "--method", "finetune", *new)
+    assert r.exit_code == 0, r.output
+    r = invoke("learn", "--from", runs / "base", "--out", tmp_path / "two", "--new-teacher", tmp_path / "ft", *new)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(tmp_path / "two" / "train" / "results.csv")))
+    assert float(rows[-1]["train/new_kd"]) > 0 and float(rows[-1]["train/resp_kd"]) > 0
+    assert read_lineage(tmp_path / "two").last.hyper["distill"]["new_teacher"] == str((tmp_path / "ft").resolve())
+    r = invoke("learn", "--from", runs / "base", "--out", tmp_path / "x", "--new-teacher", runs / "base", *new)
+    assert r.exit_code == 4 and "same classes, same order" in r.output
+    other = tmp_path / "ft-other-parent"  # same classes, learned from another model (its parent's sha256 differs)
+    shutil.copytree(tmp_path / "ft", other)
+    lin = json.loads((other / "lineage.json").read_text())
+    lin["increments"][-1]["parent"]["model_sha256"] = "0" * 64
+    (other / "lineage.json").write_text(json.dumps(lin))
+    r = invoke("learn", "--from", runs / "base", "--out", tmp_path / "x", "--new-teacher", other, *new)
+    assert r.exit_code == 4 and "did not learn from" in r.output
+    r = invoke("learn", "--from", runs / "base", "--out", tmp_path / "x", "--new-teacher", tmp_path / "ft",
+               "--method", "finetune", *new)
+    assert r.exit_code == 2 and "learns with a teacher" in r.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_tampered_checkpoint_is_refused(runs, mini_yaml, tmp_path):
     import shutil
 
