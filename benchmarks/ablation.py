@@ -13,6 +13,7 @@ with old/new/all mAP50-95, the ratio to joint, new classes against fine-tuning's
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -97,8 +98,29 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"protocol": p.name, "dataset": p.dataset_name, "seed": args.seed, "train": tcfg.as_dict(),
                "base": base.last.metrics, "joint": joint, "rows": rows}
     seed = f"-seed{args.seed}" if args.seed else ""  # seed 0 keeps the name of the first study
-    print(write_results(summary, args.results / f"ablation-{p.dataset_name}-{p.name}{seed}"))
+    stem = args.results / f"ablation-{p.dataset_name}-{p.name}{seed}"
+    summary["rows"] = merged_rows(stem.with_suffix(".json"), summary)
+    print(write_results(summary, stem))
     return 0
+
+
+def merged_rows(path: Path, summary: dict) -> dict:
+    """This run's rows added to those of an earlier table of the same study (same protocol, dataset, seed and
+    training settings), so that running one more variant never drops the rows measured before; a row run again
+    is replaced, in its place."""
+    rows = summary["rows"]
+    if not path.is_file():
+        return rows
+    old = json.loads(path.read_text())
+    def settings(s: dict) -> tuple:  # how a run computes, not how fast (threads, workers, device)
+        train = {k: v for k, v in (s.get("train") or {}).items() if k not in ("threads", "workers", "device")}
+        return s.get("protocol"), s.get("dataset"), s.get("seed"), train
+
+    same = settings(old) == settings(summary)
+    if not same:
+        print(f"{path}: an earlier table with other settings is replaced", file=sys.stderr)
+        return rows
+    return {**old.get("rows", {}), **rows}
 
 
 def write_results(summary: dict, stem: Path) -> str:

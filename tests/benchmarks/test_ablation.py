@@ -67,3 +67,22 @@ def test_second_teacher_variant_takes_each_steps_finetune_run(tmp_path, monkeypa
     ablation.run_variant(p, tmp_path, *ablation.VARIANTS["finetune"][1:])
     ablation.run_variant(p, tmp_path, folder, over)
     assert seen == [("finetune", None), ("abl-second-teacher", str(tmp_path / "finetune" / "step1"))]
+
+
+def test_a_new_variant_adds_its_row_to_the_earlier_table(tmp_path):
+    """Running one more variant keeps the rows measured before (same study), replaces a row run again, and starts
+    over when the settings differ (threads aside)."""
+    import json
+
+    from benchmarks.ablation import merged_rows
+
+    train = {"epochs": 12, "imgsz": 320, "threads": None}
+    earlier = {"protocol": "2step", "dataset": "chess13", "seed": 0, "train": train,
+               "rows": {"default": {"v": 1}, "box": {"v": 2}}}
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(earlier))
+    now = {**earlier, "train": {**train, "threads": 1}, "rows": {"box": {"v": 3}, "oracle": {"v": 4}}}
+    assert merged_rows(path, now) == {"default": {"v": 1}, "box": {"v": 3}, "oracle": {"v": 4}}
+    other = {**now, "train": {**train, "epochs": 24}}
+    assert merged_rows(path, other) == now["rows"]
+    assert merged_rows(tmp_path / "none.json", now) == now["rows"]
