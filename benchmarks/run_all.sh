@@ -7,15 +7,19 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 W=benchmarks/work
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml --seeds 2 --methods finetune,ours
-$PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml
+$PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --variants default,finetune,split,box,split-box,second-teacher
+$PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --seed 1 --variants default,finetune,box,second-teacher
 # the same protocol with a YOLO11n detector (random start: no COCO weights for it here; 60-epoch base and joint)
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml
+$PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml --variants default,finetune,split,no-feature,no-pseudo,oracle,second-teacher
 # 4step's base and joint are the 2step ones (same classes, settings and seed)
-mkdir -p $W/chess13-4step/seed0
-for r in base joint; do
-  [ -e $W/chess13-4step/seed0/$r ] || cp -a $W/chess13-2step/seed0/$r $W/chess13-4step/seed0/$r
+for s in 0 1; do
+  mkdir -p $W/chess13-4step/seed$s
+  for r in base joint; do
+    [ -e $W/chess13-4step/seed$s/$r ] || cp -a $W/chess13-2step/seed$s/$r $W/chess13-4step/seed$s/$r
+  done
 done
-$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-4step.yaml --methods finetune,ours
+$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-4step.yaml --methods finetune,ours --seeds 2
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/deeppcb6-2step.yaml --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/deeppcb6-2step.yaml --variants default,focus-all,finetune
 $PY -m benchmarks.update_readme
