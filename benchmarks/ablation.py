@@ -60,10 +60,11 @@ def run_variant(p, root: Path, folder: str, settings: dict) -> Path:
     settings = {"old_labels": False, **settings}  # an increment has only the new classes' labels, unless told
     for k, classes in enumerate(p.steps[1:], 1):
         run = root / folder / f"step{k}"
-        step = {key: str(root / "finetune" / f"step{k}") if v == FINETUNE_RUN else v for key, v in settings.items()}
-        if FINETUNE_RUN in settings.values() and not (root / "finetune" / f"step{k}" / "lineage.json").exists():
-            raise SystemExit(f"{root / 'finetune' / f'step{k}'} is not finished: run the finetune variant (or the "
-                             "protocol's finetune method) before second-teacher")
+        finetuned = root / "finetune" / f"step{k}"
+        if FINETUNE_RUN in settings.values() and not (finetuned / "lineage.json").exists():
+            raise SystemExit(f"{finetuned} is not finished: run the finetune variant (or the protocol's finetune "
+                             "method) before second-teacher")
+        step = {key: str(finetuned) if v == FINETUNE_RUN else v for key, v in settings.items()}
         reuse(run, lambda r: api.learn(from_run=prev, data=p.dataset, new_classes=",".join(classes), out=run,
                                        eval_data=p.dataset, curves=True, resume=r, **step))
         prev = run
@@ -112,12 +113,12 @@ def merged_rows(path: Path, summary: dict) -> dict:
     if not path.is_file():
         return rows
     old = json.loads(path.read_text())
+
     def settings(s: dict) -> tuple:  # how a run computes, not how fast (threads, workers, device)
         train = {k: v for k, v in (s.get("train") or {}).items() if k not in ("threads", "workers", "device")}
         return s.get("protocol"), s.get("dataset"), s.get("seed"), train
 
-    same = settings(old) == settings(summary)
-    if not same:
+    if settings(old) != settings(summary):
         print(f"{path}: an earlier table with other settings is replaced", file=sys.stderr)
         return rows
     return {**old.get("rows", {}), **rows}

@@ -77,9 +77,8 @@ class Distiller:
     def __init__(self, teacher: torch.nn.Module, nc_old: int, cfg: dict, new_teacher: torch.nn.Module | None = None):
         self.teacher = teacher.eval()
         self.new_teacher = new_teacher.eval() if new_teacher is not None else None
-        for t in (self.teacher, self.new_teacher):
-            for p in t.parameters() if t is not None else ():
-                p.requires_grad_(False)
+        for t in [self.teacher] + ([self.new_teacher] if self.new_teacher is not None else []):
+            t.requires_grad_(False)
         self.nc_old = nc_old
         self.cfg = cfg
         self.terms = cfg["terms"]

@@ -132,9 +132,10 @@ def plan_train(job: TrainJob, tcfg: TrainConfig) -> TrainPlan:
 def _check_new_teacher(run: Path, from_run: Path, parent, names: list[str]) -> str:
     """--new-teacher RUN: a finished run (checkpoint verified) that learned exactly these classes, in this order,
     as one increment from the same previous model; returns its folder, absolute, as the lineage records it."""
-    if not (run / "lineage.json").is_file():
-        raise RunError(f"--new-teacher {run}: not a finished cldet run (no lineage.json there).")
-    lin = read_lineage(run)  # verifies its checkpoint's sha256
+    try:
+        lin = read_lineage(run)  # a finished run: lineage.json there, its checkpoint's sha256 verified
+    except RunError as e:
+        raise RunError(f"--new-teacher: {e}") from None
     if lin.classes != names:
         raise RunError(f"--new-teacher {run} knows {', '.join(lin.classes)}; this increment's model will know "
                        f"{', '.join(names)} (same classes, same order: learn them from {from_run}, e.g. with "

@@ -28,6 +28,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 from ..core.errors import RunError
 from ..core.files import atomic_path
 from .distill import Distiller, IncrementalDetectionModel
+from .lineage import CHECKPOINT
 
 __all__ = ["CLTrainer", "attach_teacher", "write_trainer_start", "read_train_state", "state_finished", "STATE",
            "STATE_FORMAT"]
@@ -70,7 +71,7 @@ def attach_teacher(trainer) -> None:
         teacher, _ = load_checkpoint(cfg["teacher"])
         second = None
         if cfg.get("new_teacher"):  # --new-teacher: a run folder, checked by plan_learn
-            second, _ = load_checkpoint(Path(cfg["new_teacher"]) / "model.pt")
+            second, _ = load_checkpoint(Path(cfg["new_teacher"]) / CHECKPOINT)
             second = second.to(trainer.device)
         model.attach(Distiller(teacher.to(trainer.device), cfg["nc_old"], cfg, new_teacher=second))
 
