@@ -6,12 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 W=benchmarks/work
-$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml --seeds 2 --methods finetune,ours
+$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml --seeds 3 --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --variants default,finetune,split,box,split-box,second-teacher
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --seed 1 --variants default,finetune,box,second-teacher
 # the same protocol with a YOLO11n detector (random start: no COCO weights for it here; 60-epoch base and joint)
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml --variants default,finetune,split,no-feature,no-pseudo,oracle,second-teacher
+# the same YOLO11n base and joint models, 30-epoch increments (at 12 the new classes were still rising)
+mkdir -p $W/chess13-2step-yolo11n-30ep/seed0
+for r in base joint; do
+  [ -e $W/chess13-2step-yolo11n-30ep/seed0/$r ] || cp -a $W/chess13-2step-yolo11n/seed0/$r $W/chess13-2step-yolo11n-30ep/seed0/$r
+done
+$PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n-30ep.yaml
 # 4step's base and joint are the 2step ones (same classes, settings and seed)
 for s in 0 1; do
   mkdir -p $W/chess13-4step/seed$s
