@@ -46,6 +46,30 @@ def _read_curves(path: Path) -> list[dict]:
     return rows if ok else []
 
 
+def still_rising(rows: list[dict], group: str, window: int = 3, min_gain: float = 0.01) -> float | None:
+    """How much a class group's validation mAP50-95 was still climbing when training ended: the mean of the last
+    `window` epochs of curves.json minus the mean of the `window` before them, when that gain is above `min_gain`
+    (one point of mAP50-95: about what consecutive epochs differ by on a few dozen validation images); None when
+    the curve had levelled off, or is too short (fewer than 2 x window epochs) or lacks the group to judge."""
+    vals = [r["metrics"][group]["map50_95"] for r in rows
+            if isinstance(r.get("metrics"), dict) and isinstance(r["metrics"].get(group), dict)
+            and isinstance(r["metrics"][group].get("map50_95"), (int, float))]
+    if len(vals) != len(rows) or len(vals) < 2 * window:
+        return None
+    gain = sum(vals[-window:]) / window - sum(vals[-2 * window:-window]) / window
+    return gain if gain > min_gain else None
+
+
+def _warn_if_rising(out: Path, group: str, what: str) -> None:
+    """Say so when the run ended while `group` was still learning: more --epochs would likely raise it."""
+    rows = _read_curves(out / CURVES)
+    gain = still_rising(rows, group)
+    if gain is not None:
+        log.warning("note: %s were still improving when training ended (validation mAP50-95 +%.1f points, mean of "
+                    "the last 3 epochs over the 3 before; %s): more --epochs would likely raise them.",
+                    what, 100 * gain, out / CURVES)
+
+
 def _curve_callback(out: Path, eval_yaml: Path, names: list[str], imgsz: int, groups: dict,
                     images: Path | None = None):
     """An `on_fit_epoch_end` callback: score the EMA model per class group after every epoch.
@@ -163,6 +187,10 @@ def _finish(run: RunFolder, state: dict, names: list[str], imgsz: int, inc: Incr
     inc.artifacts = {CHECKPOINT: sha256_file(out / CHECKPOINT)}
     lineage.save(out)
     run.done()
+    if parent is None:
+        _warn_if_rising(out, "all", "the classes")
+    else:
+        _warn_if_rising(out, "new", "the new classes")
     return lineage
 
 
