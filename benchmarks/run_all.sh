@@ -18,6 +18,7 @@ for r in base joint; do
   [ -e $W/chess13-2step-yolo11n-30ep/seed0/$r ] || cp -a $W/chess13-2step-yolo11n/seed0/$r $W/chess13-2step-yolo11n-30ep/seed0/$r
 done
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n-30ep.yaml
+$PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step-yolo11n-30ep.yaml --variants default,finetune,second-teacher
 # 4step's base and joint are the 2step ones (same classes, settings and seed)
 for s in 0 1; do
   mkdir -p $W/chess13-4step/seed$s
