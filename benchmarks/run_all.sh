@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 W=benchmarks/work
+# share SRC DST: a protocol that reuses another's base and joint models (same classes, settings and seed)
+share() {
+  mkdir -p "$W/$2"
+  for r in base joint; do
+    [ -e "$W/$2/$r" ] || cp -a "$W/$1/$r" "$W/$2/$r"
+  done
+}
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step.yaml --seeds 3 --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --variants default,finetune,split,box,split-box,second-teacher
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --seed 1 --variants default,finetune,box,second-teacher
@@ -13,19 +20,11 @@ $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step.yaml --
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step-yolo11n.yaml --variants default,finetune,split,no-feature,no-pseudo,oracle,second-teacher
 # the same YOLO11n base and joint models, 30-epoch increments (at 12 the new classes were still rising)
-mkdir -p $W/chess13-2step-yolo11n-30ep/seed0
-for r in base joint; do
-  [ -e $W/chess13-2step-yolo11n-30ep/seed0/$r ] || cp -a $W/chess13-2step-yolo11n/seed0/$r $W/chess13-2step-yolo11n-30ep/seed0/$r
-done
+share chess13-2step-yolo11n/seed0 chess13-2step-yolo11n-30ep/seed0
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-2step-yolo11n-30ep.yaml
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/chess13-2step-yolo11n-30ep.yaml --variants default,finetune,second-teacher
 # 4step's base and joint are the 2step ones (same classes, settings and seed)
-for s in 0 1; do
-  mkdir -p $W/chess13-4step/seed$s
-  for r in base joint; do
-    [ -e $W/chess13-4step/seed$s/$r ] || cp -a $W/chess13-2step/seed$s/$r $W/chess13-4step/seed$s/$r
-  done
-done
+for s in 0 1; do share chess13-2step/seed$s chess13-4step/seed$s; done
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-4step.yaml --methods finetune,ours --seeds 2
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/deeppcb6-2step.yaml --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/deeppcb6-2step.yaml --variants default,finetune,second-teacher

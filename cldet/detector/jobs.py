@@ -28,7 +28,7 @@ class RunControl:
     resume: bool = field(default=False, metadata=option("continue an interrupted run in --out"))
     curves: bool = field(default=False, metadata=option(
         "score the model per class group after every epoch (RUN/curves.json; slower), and say at the end when the "
-        "(new) classes were still improving, that is when more --epochs would likely help"))
+        "(new) classes were still improving, that is when more --epochs may help"))
     verbose: bool = field(default=False, metadata=option(
         "also show Ultralytics' own output (argument dump, per-epoch tables); it always goes to RUN/train.log"))
 

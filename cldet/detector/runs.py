@@ -46,28 +46,22 @@ def _read_curves(path: Path) -> list[dict]:
     return rows if ok else []
 
 
-def late_gain(rows: list[dict], group: str, window: int = 3) -> float | None:
-    """How much a class group's validation mAP50-95 still moved at the end of training: the mean of the last
-    `window` epochs of curves.json minus the mean of the `window` before them (negative when it fell); None when
-    the curve is too short (fewer than 2 x window epochs) or lacks the group in some epoch."""
+def still_rising(rows: list[dict], group: str, window: int = 3, min_gain: float = 0.01) -> float | None:
+    """How much a class group's validation mAP50-95 was still climbing when training ended: the mean of the last
+    `window` epochs of curves.json minus the mean of the `window` before them, when that gain is above `min_gain`
+    (one point of mAP50-95: about what consecutive epochs differ by on a few dozen validation images); None when
+    the curve had levelled off, or is too short (fewer than 2 x window epochs) or lacks the group in some epoch."""
     vals = [r["metrics"][group]["map50_95"] for r in rows
             if isinstance(r.get("metrics"), dict) and isinstance(r["metrics"].get(group), dict)
             and isinstance(r["metrics"][group].get("map50_95"), (int, float))]
     if len(vals) != len(rows) or len(vals) < 2 * window:
         return None
-    return sum(vals[-window:]) / window - sum(vals[-2 * window:-window]) / window
-
-
-def still_rising(rows: list[dict], group: str, window: int = 3, min_gain: float = 0.01) -> float | None:
-    """The late gain (`late_gain`) of a group that was still climbing when training ended, above `min_gain` (one
-    point of mAP50-95: about what consecutive epochs differ by on a few dozen validation images); None when the
-    curve had levelled off or cannot be judged."""
-    gain = late_gain(rows, group, window)
-    return gain if gain is not None and gain > min_gain else None
+    gain = sum(vals[-window:]) / window - sum(vals[-2 * window:-window]) / window
+    return gain if gain > min_gain else None
 
 
 def _warn_if_rising(out: Path, group: str, what: str) -> None:
-    """Say so when the run ended while `group` was still learning: more --epochs would likely raise it."""
+    """Say so when the run ended while `group` was still learning: more --epochs may raise it."""
     rows = _read_curves(out / CURVES)
     gain = still_rising(rows, group)
     if gain is not None:
