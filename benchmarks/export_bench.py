@@ -56,6 +56,22 @@ def _noise(evals: dict, names, groups: dict, draws: int) -> dict:
     return paired_bootstrap(evals["fp32"].results, evals["int8"].results, names, groups, draws=draws)
 
 
+def _fidelity(fp32: Path, int8: Path, ds, imgsz: int, threads: int) -> float:
+    """INT8's output change against FP32 on the evaluation images, a measure without mAP's sampling noise:
+    cldet.export.sensitivity.output_error (max class-probability change + box change / box size, at the anchors
+    where FP32 sees something), averaged over the images."""
+    from cldet.core.processing import letterbox, load_image
+    from cldet.deploy.runtime import open_backend
+    from cldet.export.sensitivity import output_error
+
+    a, b = (open_backend(p, provider="cpu", threads=threads) for p in (fp32, int8))
+    errs = []
+    for img in ds.images("val"):
+        x = letterbox(load_image(img), imgsz)[0][None]
+        errs.append(output_error(a(x), b(x)))
+    return float(np.mean(errs))
+
+
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
     """Median ms per artifact (batch 1), timed by `cldet bench`'s alternation so load changes hit all alike."""
     from functools import partial
@@ -152,6 +168,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
     cl_evals = {k: _evaluate(p, ds, lin.classes, imgsz, groups_map, 8, args.threads) for k, p in cl_paths.items()}
     cl_noise = _noise(cl_evals, lin.classes, groups_map, args.bootstrap)
+    cl_fid = _fidelity(cl_paths["fp32"], cl_paths["int8"], ds, imgsz, args.threads)
 
     methods = {}
     extra = [m for m in args.methods.split(",") if m and m != args.method]
@@ -189,6 +206,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
                 for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
     ul_scores = {k: e.scores() for k, e in ul_evals.items()}
     ul_noise = _noise(ul_evals, lin.classes, groups_map, args.bootstrap)
+    ul_fid = _fidelity(ul_f32, ul_i8, ds, imgsz, args.threads)
     print(f"[{run}] ultralytics export + eval done", flush=True)
     paths = {"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8}
     if qat_scores:
@@ -205,11 +223,13 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
             "calibration": {k: cal.get(k) for k in ("mode", "method", "images", "covered", "missing", "activations",
                                                     "weights", "op_types", "sources", "auto")},
             "float_layers": [{"why": g["why"], "nodes": len(g["nodes"]), "first": g["nodes"][:3]}
-                             for g in cal.get("float_layers", [])], "drift_noise": cl_noise}),
+                             for g in cal.get("float_layers", [])], "drift_noise": cl_noise,
+            "output_error": round(cl_fid, 5)}),
         "ultralytics": _block(ul_scores, {"fp32": lat["ul_fp32"], "int8": lat["ul_int8"]}, groups, {
             "calibration": {"images": args.calib_images, "split": "train",
                             "call": f"YOLO(pt).export(format='onnx', quantize=8, data='{data}', split='train', "
-                                    f"fraction={args.calib_images})"}, "drift_noise": ul_noise}),
+                                    f"fraction={args.calib_images})"}, "drift_noise": ul_noise,
+            "output_error": round(ul_fid, 5)}),
         "calib_methods_drift": methods,
         **({"cldet_qat": _block(qat_scores, {"fp32": lat["cl_fp32"], "int8": lat["qat_int8"]}, groups,
                                 {"qat": qat_info})} if qat_scores else {}),
@@ -265,6 +285,12 @@ def markdown(r: dict) -> str:
         lines += ["", f"Interval: the drift recomputed on {r['settings'].get('bootstrap', 200)} resamples (with "
                   "replacement) of the evaluation images, FP32 and INT8 on the same draw: the spread a second "
                   "evaluation set of this size could show."]
+    if all("output_error" in r.get(w, {}) for w in ("cldet", "ultralytics")):
+        lines += ["", "| exporter | INT8 output change vs FP32 |", "|---|---|"]
+        lines += [f"| {w} | {r[w]['output_error']:.4f} |" for w in ("cldet", "ultralytics")]
+        lines += ["", "Output change: per evaluation image, at the anchors where FP32 sees something (best class "
+                  "probability > 0.05), the largest class-probability change plus the box change relative to the "
+                  "box's size, averaged: how closely INT8 follows FP32, without mAP's sampling noise."]
     fl = r["cldet"].get("float_layers")
     if fl:
         lines += ["", "Kept float in cldet's INT8: " + "; ".join(f"{g['nodes']} node(s), {g['why']}" for g in fl) + "."]

@@ -195,8 +195,9 @@ def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress
     fp32 = out.with_name(f".{out.stem}.qat-fp32.onnx")
     try:
         export_onnx(student, fp32, imgsz)
+        # no bias correction: the fine-tuning saw the weights' rounding (fake quant) and its biases absorbed it
         quantize_ptq(fp32, out, arrays, QuantConfig(target=cfg.target, method=cfg.method, percentile=cfg.percentile,
-                                                    float_nodes=cfg.float_nodes))
+                                                    float_nodes=cfg.float_nodes, bias_correction=False))
     finally:
         fp32.unlink(missing_ok=True)
     return {**cfg.as_dict(), **stats}

@@ -6,6 +6,11 @@ Placement choices, each one measured or forced by a runtime:
   * Weights are per-channel (per output channel of each Conv), symmetric S8.
   * `target="cpu"`: U8 activations (asymmetric), S8 weights: the x86 VNNI kernels' native U8S8 path. S8S8
     runs through a slower emulation in ONNX Runtime (2.3x slower than FP32 on this machine).
+  * Bias correction (Nagel et al., "Data-Free Quantization", 2019): rounding the weights shifts each output
+    channel's mean by (W_q - W) . E[x]; the float bias absorbs that shift, E[x] being the conv input's per-channel
+    mean on the calibration images. The weights' own rounding is unchanged (the scales are set by the largest
+    weight, which rounds to itself).
+  * A Conv output that only feeds a SiLU gets the range that is best after the SiLU (cldet.export.ranges).
   * `target="tensorrt"`: symmetric S8 activations and weights, Q/DQ only in front of Conv inputs (TensorRT's
     explicit-quantization recipe): TensorRT propagates the scales through Concat/Resize/MaxPool itself, so no
     Concat gets inputs with different scales, and unquantized layers run in FP16 when the engine allows it.
@@ -23,10 +28,10 @@ import numpy as np
 
 from ..core.errors import ArtifactError, CldetError
 from .options import CALIB_METHODS, TARGETS
-from .ranges import RangeStats, candidate_tensors, collect_stats, compute_ranges
+from .ranges import RangeStats, candidate_tensors, collect_stats, compute_ranges, silu_inputs
 
 __all__ = ["QuantConfig", "quantize_ptq", "prepare", "calibrate", "float_nodes", "float_layers", "stem_nodes",
-           "decode_nodes", "qdq_report"]
+           "decode_nodes", "qdq_report", "weight_rounding", "correct_biases"]
 
 log = logging.getLogger("cldet")
 # CPU: every op ONNX Runtime has a fused INT8 kernel for (QLinearConv, QLinearAdd/Mul, QLinearSigmoid, MaxPool,
@@ -49,13 +54,16 @@ class QuantConfig:
     op_types: tuple[str, ...] | None = None  # None: CPU_OPS or TRT_OPS by target
     float_nodes: tuple[str, ...] = ()  # regexes of node names kept float (sensitive layers)
     float_why: tuple[str, ...] = ()  # the reason of each float_nodes entry (manifest); default: the user asked
+    bias_correction: bool = True  # fold the mean shift of the weights' rounding into the biases (module docstring)
+    silu_ranges: bool = True  # SiLU inputs: the range best after the SiLU (U8 activations only)
 
     def as_dict(self) -> dict:
         d = {"target": self.target, "method": self.method, "per_channel": self.per_channel,
              "op_types": list(self.ops), "activations": "S8 symmetric" if self.target == "tensorrt" else "U8",
              "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor",
              "float_head_convs": self.float_head_convs, "float_nodes": list(self.float_nodes),
-             "reduce_range": self.reduce_range, "float_stem": self.stem_float}
+             "reduce_range": self.reduce_range, "float_stem": self.stem_float, "bias_correction": self.bias_correction,
+             "silu_ranges": self.silu_ranges and self.target != "tensorrt"}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -206,6 +214,46 @@ def float_nodes(proto, config: QuantConfig) -> tuple[list[str], list[str]]:
     return decode, exclude
 
 
+def weight_rounding(w: np.ndarray, per_channel: bool, reduce_range: bool) -> np.ndarray:
+    """`w` as ONNX Runtime's quantizer rounds it: symmetric S8 (7-bit with reduce_range), one scale per output channel
+    (or per tensor), scale = max|w| / qmax."""
+    qmax = 64 if reduce_range else 127
+    axes = tuple(range(1, w.ndim)) if per_channel else None
+    amax = np.abs(w).max(axis=axes, keepdims=per_channel)
+    scale = np.where(amax > 0, amax / qmax, 1.0)
+    return np.clip(np.round(w / scale), -qmax, qmax) * scale
+
+
+def correct_biases(proto, stats: RangeStats, exclude: set[str], config: QuantConfig) -> int:
+    """Bias correction, in place on `proto`: for every Conv the quantizer will quantize, bias -= (W_q - W) . E[x]
+    (summed over the kernel window; E[x] per input channel from `stats`). A Conv without a bias gets one. Returns
+    how many convs were corrected."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in proto.graph.initializer}
+    done = 0
+    for n in proto.graph.node:
+        if n.op_type != "Conv" or n.name in exclude or n.input[0] not in stats.mean or n.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
+        mean = np.asarray(stats.mean[n.input[0]], np.float64)
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        dw = (weight_rounding(w, config.per_channel, config.reduce_range) - w).sum(axis=(2, 3))  # (O, I / group)
+        per = dw.shape[0] // group
+        shift = np.concatenate([dw[g * per:(g + 1) * per] @ mean[g * dw.shape[1]:(g + 1) * dw.shape[1]]
+                                for g in range(group)])
+        if len(n.input) > 2 and n.input[2] in inits:
+            b = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64)
+            inits[n.input[2]].CopyFrom(numpy_helper.from_array((b - shift).astype(np.float32), n.input[2]))
+        else:
+            name = f"{n.name}.bias_correction"
+            proto.graph.initializer.append(numpy_helper.from_array((-shift).astype(np.float32), name))
+            del n.input[2:]
+            n.input.append(name)
+        done += 1
+    return done
+
+
 def calibrate(proto, arrays: Callable[[], Iterable[np.ndarray]], config: QuantConfig,
               threads: int | None = None) -> RangeStats:
     """Range statistics of every tensor the quantizer may touch (`config.ops`), from the calibration images."""
@@ -233,7 +281,8 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     decode, exclude = float_nodes(proto, config)
     if stats is None:
         stats = calibrate(proto, arrays, config, threads)
-    ranges = compute_ranges(stats, config.method, config.target == "tensorrt", config.percentile)
+    ranges = compute_ranges(stats, config.method, config.target == "tensorrt", config.percentile,
+                            silu=silu_inputs(proto) if config.silu_ranges else frozenset())
     extra = {"WeightSymmetric": True, "ActivationSymmetric": config.target == "tensorrt",
              "QDQKeepRemovableActivations": False,
              # the ranges computed above, for every tensor (see cldet.export.ranges for why not ORT's calibrators)
@@ -244,6 +293,12 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
         extra["QuantizeBias"] = False  # TensorRT's parser rejects INT32 DequantizeLinear; biases stay float
     pre = out.with_name(f".{out.stem}.pre.onnx")
     tmp = out.with_name(f".{out.name}.tmp")
+    if config.bias_correction:
+        corrected = onnx.ModelProto()
+        corrected.CopyFrom(proto)  # the caller's graph serves further variants (auto's tries) unchanged
+        n = correct_biases(corrected, stats, set(exclude), config)
+        log.debug("bias correction: %d convs", n)
+        proto = corrected
     onnx.save(proto, str(pre))
     try:
         quantize_static(

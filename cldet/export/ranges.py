@@ -11,6 +11,14 @@ i.e. exactly min-max (cldet's results table showed identical minmax and entropy 
     split between both tails for U8, on |x| for S8); `entropy`: TensorRT's KL-divergence threshold search
     (the clipped, quantized distribution closest to the observed one), 256 levels for U8, 128 for |x| in S8.
 
+A Conv output that only feeds a SiLU (x * sigmoid(x)) is quantized for the SiLU's sake: the U8 range is the one that
+minimizes the squared error after the SiLU (`silu_range`), not of x itself. The pre-activations of a BN-fused conv
+reach far into the negatives (-115 on a chess13 model) where the SiLU is flat at 0, so min-max spent most of the 256
+levels there (a 0.54 step near 0, where the SiLU bends). Measured in docs/export.md.
+
+Per channel, the mean of every 4-D tensor is kept too: PTQ's bias correction (cldet.export.quantize) needs the mean
+input of each conv.
+
 The ranges reach the quantizer as per-tensor `rmin`/`rmax` overrides (`TensorQuantOverrides`, a documented
 `quantize_static` option), so the same statistics serve every quantization variant (sensitivity analysis
 builds many) without another calibration pass.
@@ -23,7 +31,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["RangeStats", "collect_stats", "compute_ranges", "kl_threshold", "candidate_tensors", "BINS"]
+__all__ = ["RangeStats", "collect_stats", "compute_ranges", "kl_threshold", "candidate_tensors", "silu_inputs",
+           "silu_range", "BINS"]
 
 BINS = 2048
 
@@ -58,6 +67,7 @@ class RangeStats:
     hi: dict[str, float] = field(default_factory=dict)
     hist: dict[str, np.ndarray] = field(default_factory=dict)
     abs_hist: dict[str, np.ndarray] = field(default_factory=dict)
+    mean: dict[str, np.ndarray] = field(default_factory=dict)  # per channel (axis 1), 4-D tensors only
     images: int = 0
 
     @property
@@ -132,10 +142,14 @@ def collect_stats(proto, tensors: list[str], arrays: Callable[[], Iterable[np.nd
     st = RangeStats()
     hs: dict[str, _Hist] = {}
     ha: dict[str, _Hist] = {}
+    sums: dict[str, np.ndarray] = {}
     for x in (arrays() if callable(arrays) else arrays):
         outs = sess.run(None, {inp: x})
         st.images += 1
         for t, k in zip(tensors, want):
+            if outs[k].ndim == 4:
+                m = outs[k].mean(axis=(0, 2, 3), dtype=np.float64)
+                sums[t] = sums[t] + m if t in sums else m
             v = outs[k].ravel()
             if t not in hs:
                 hs[t], ha[t] = _Hist(v, bins), _Hist(np.abs(v), bins)
@@ -145,6 +159,7 @@ def collect_stats(proto, tensors: list[str], arrays: Callable[[], Iterable[np.nd
             lo, hi = float(v.min()), float(v.max())
             st.lo[t] = min(st.lo.get(t, lo), lo)
             st.hi[t] = max(st.hi.get(t, hi), hi)
+    st.mean = {t: v / st.images for t, v in sums.items()}
     for t in st.lo:
         lo, hi = st.lo[t], st.hi[t]
         tiny = 1e-5 * max(1.0, abs(lo), abs(hi))
@@ -186,13 +201,70 @@ def kl_threshold(hist: np.ndarray, levels: int, stride: int | None = None) -> in
     return best_i
 
 
-def compute_ranges(st: RangeStats, method: str, symmetric: bool, percentile: float = 99.999
-                   ) -> dict[str, tuple[float, float]]:
-    """(rmin, rmax) per tensor for `method` (minmax | percentile | entropy); symmetric: S8 around zero."""
+def silu_inputs(proto) -> set[str]:
+    """Tensors whose only consumers are the Sigmoid and the Mul of one SiLU, x * sigmoid(x) (Ultralytics' Conv
+    block: BN-fused conv -> SiLU)."""
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out = set()
+    for n in proto.graph.node:
+        if n.op_type != "Mul" or len(n.input) != 2:
+            continue
+        for x, s in ((n.input[0], n.input[1]), (n.input[1], n.input[0])):
+            sig = producer.get(s)
+            if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x \
+                    and {id(c) for c in consumers.get(x, [])} == {id(sig), id(n)}:
+                out.add(x)
+    return out
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def silu_range(hist: np.ndarray, lo: float, hi: float, levels: int = 256) -> tuple[float, float]:
+    """The U8 range [a, b] of a SiLU's input x (histogram `hist` over [lo, hi]) that minimizes the expected squared
+    error of silu(quantized x): inside [a, b] the rounding error (step^2 / 12) times silu'(x)^2, outside it the
+    clipping error silu(a or b) - silu(x). The lower end is searched on a geometric grid from -0.5 to lo (the SiLU
+    is flat below about -8), the upper end between the 1e-7 and 1e-2 upper tail quantiles and hi."""
+    w = np.asarray(hist, np.float64)
+    if lo >= 0 or hi <= 0 or not w.any():
+        return lo, hi
+    n = len(w)
+    c = lo + (hi - lo) * (np.arange(n) + 0.5) / n  # bin centres
+    sig = 1.0 / (1.0 + np.exp(-c))
+    slope2 = (sig * (1.0 + c * (1.0 - sig))) ** 2
+    y = _silu(c)
+    cands_a = np.unique(np.concatenate([[lo], -np.geomspace(0.5, max(-lo, 0.5), 48)]))
+    cands_a = cands_a[cands_a >= lo]
+    cdf = np.cumsum(w) / w.sum()
+    cands_b = np.unique([hi, *(c[min(int(np.searchsorted(cdf, 1.0 - q)), n - 1)] for q in np.logspace(-7, -2, 24))])
+    best, best_ab = np.inf, (lo, hi)
+    for b in cands_b[cands_b > 0]:
+        above = np.where(c > b, (_silu(np.float64(b)) - y) ** 2, 0.0)
+        for a in cands_a:
+            step2 = ((b - a) / (levels - 1)) ** 2
+            err = np.where(c < a, (_silu(np.float64(a)) - y) ** 2, np.where(c > b, above, slope2 * step2 / 12.0))
+            e = float(w @ err)
+            if e < best:
+                best, best_ab = e, (float(a), float(b))
+    return best_ab
+
+
+def compute_ranges(st: RangeStats, method: str, symmetric: bool, percentile: float = 99.999,
+                   silu: set[str] | frozenset = frozenset()) -> dict[str, tuple[float, float]]:
+    """(rmin, rmax) per tensor for `method` (minmax | percentile | entropy); symmetric: S8 around zero. Tensors in
+    `silu` (inputs of a SiLU only, see `silu_inputs`) get `silu_range` instead (U8 only)."""
     out: dict[str, tuple[float, float]] = {}
     for t in st.tensors:
         lo, hi = st.lo[t], st.hi[t]
         amax = max(abs(lo), abs(hi))
+        if t in silu and not symmetric and st.hist[t].any():
+            out[t] = silu_range(st.hist[t], lo, hi)
+            continue
         if method == "minmax" or not st.hist[t].any() or (symmetric and not st.abs_hist[t].any()):
             r = (-amax, amax) if symmetric else (lo, hi)
         elif symmetric:

@@ -1,0 +1,130 @@
+"""PTQ refinements: SiLU-aware ranges for pre-activations and bias correction of the weights' rounding."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from cldet.export.ranges import collect_stats, compute_ranges, silu_inputs, silu_range  # noqa: E402
+
+
+def _silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def _conv_silu_graph(w: np.ndarray, b: np.ndarray, extra_consumer: bool = False):
+    """images -> Conv(w, b) -> SiLU (Sigmoid + Mul) -> out [, conv output also read by an Add]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    o, i, k, _ = w.shape
+    nodes = [helper.make_node("Conv", ["images", "w", "b"], ["c"], name="conv", pads=[k // 2] * 4),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="sig"),
+             helper.make_node("Mul", ["c", "s"], ["out"], name="mul")]
+    outs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, o, 8, 8])]
+    if extra_consumer:
+        nodes.append(helper.make_node("Add", ["c", "c"], ["twice"], name="add"))
+        outs.append(helper.make_tensor_value_info("twice", TensorProto.FLOAT, [1, o, 8, 8]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, i, 8, 8])],
+                          outs, [numpy_helper.from_array(w.astype(np.float32), "w"),
+                                 numpy_helper.from_array(b.astype(np.float32), "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_silu_inputs_only_when_the_silu_is_the_only_reader():
+    w, b = np.ones((2, 3, 1, 1)), np.zeros(2)
+    assert silu_inputs(_conv_silu_graph(w, b)) == {"c"}
+    assert silu_inputs(_conv_silu_graph(w, b, extra_consumer=True)) == set()  # clipping would hurt the Add
+
+
+def test_silu_range_clips_the_flat_negative_tail_and_lowers_the_error_after_the_silu():
+    """Pre-activations of a BN-fused conv: most values within a few units, a long negative tail to -115."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 2, 200_000), rng.uniform(-115, -10, 20_000), [22.0]])
+    lo, hi = float(x.min()), float(x.max())
+    hist, _ = np.histogram(x, 2048, (lo, hi))
+    a, b = silu_range(hist, lo, hi)
+    assert -12 < a < -2 and 0 < b <= hi  # the flat part of the SiLU is given up, not the bend
+
+    def err_after_silu(r0, r1):
+        step = (r1 - r0) / 255
+        q = np.clip(np.round((np.clip(x, r0, r1) - r0) / step), 0, 255) * step + r0
+        return float(np.mean((_silu(q) - _silu(x)) ** 2))
+
+    assert err_after_silu(a, b) < err_after_silu(lo, hi) / 4
+    assert silu_range(hist, 0.0, hi) == (0.0, hi)  # nothing negative: unchanged
+
+
+def test_compute_ranges_uses_the_silu_range_for_silu_inputs_only():
+    rng = np.random.default_rng(1)
+    w = rng.normal(0, 1, (4, 3, 1, 1))
+    b = np.array([0.0, -40.0, 0.0, 0.0])  # one channel far in the negatives: a long flat tail
+    xs = [rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32) for _ in range(20)]
+    g = _conv_silu_graph(w, b)
+    st = collect_stats(g, ["images", "c"], lambda: iter(xs))
+    plain = compute_ranges(st, "minmax", symmetric=False)
+    aware = compute_ranges(st, "minmax", symmetric=False, silu=silu_inputs(g))
+    assert aware["images"] == plain["images"]
+    assert plain["c"][0] < -30 and aware["c"][0] > plain["c"][0] / 3
+    assert compute_ranges(st, "minmax", symmetric=True, silu={"c"})["c"][0] == -max(map(abs, plain["c"]))  # S8
+    assert st.mean["c"].shape == (4,) and st.mean["c"][1] < -30  # per-channel means, for bias correction
+
+
+def _quantize(tmp_path, monkeypatch, graph, xs, **cfg):
+    from onnx import numpy_helper
+
+    quantize = importlib.import_module("cldet.export.quantize")
+    monkeypatch.setattr(quantize, "decode_nodes", lambda proto, with_head_convs=False: [])  # no detection head
+    src = tmp_path / "g.onnx"
+    onnx.save(graph, src)
+    config = quantize.QuantConfig(op_types=("Conv",), float_head_convs=False, float_stem=False, **cfg)
+    name = "_".join(f"{k}{v}" for k, v in cfg.items()) or "default"
+    out = quantize.quantize_ptq(src, tmp_path / f"{name}.onnx", lambda: iter(xs), config)
+    p = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in p.graph.initializer}
+    return out, p, inits
+
+
+def test_weight_rounding_is_onnx_runtimes(tmp_path, monkeypatch):
+    """cldet's model of the weights' rounding (what bias correction corrects for) is what the quantizer writes."""
+    from cldet.export.quantize import weight_rounding
+
+    rng = np.random.default_rng(2)
+    w = rng.normal(0, 1, (4, 3, 3, 3)) * np.array([1, 10, 0.01, 3])[:, None, None, None]
+    xs = [rng.normal(0, 1, (1, 3, 8, 8)).astype(np.float32) for _ in range(4)]
+    _, p, inits = _quantize(tmp_path, monkeypatch, _conv_silu_graph(w, np.zeros(4)), xs, bias_correction=False)
+    dq = [n for n in p.graph.node if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None
+          and inits[n.input[0]].ndim == 4][0]
+    written = inits[dq.input[0]].astype(np.float64) * inits[dq.input[1]].astype(np.float64)[:, None, None, None]
+    np.testing.assert_allclose(weight_rounding(w.astype(np.float32).astype(np.float64), True, False), written,
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_bias_correction_removes_the_mean_shift_of_rounded_weights(tmp_path, monkeypatch):
+    """Inputs with a large mean make the rounding's mean shift visible: after correction the quantized conv's mean
+    output per channel matches the float conv's far better than without."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(0, 1, (8, 16, 1, 1))
+    w[:, 0] = 30.0  # one big weight per channel: a coarse scale for the rest
+    xs = [(rng.normal(0, 0.2, (1, 16, 8, 8)) + 3.0).astype(np.float32) for _ in range(16)]
+    g = _conv_silu_graph(w, np.zeros(8))
+    fsess = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = np.mean([fsess.run(None, {"images": x})[0] for x in xs], axis=(0, 1, 3, 4))
+
+    def mean_out(**cfg):
+        out, p, inits = _quantize(tmp_path, monkeypatch, g, xs, silu_ranges=False, **cfg)
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        return np.mean([sess.run(None, {"images": x})[0] for x in xs], axis=(0, 1, 3, 4)), p
+
+    plain, _ = mean_out(bias_correction=False)
+    corrected, p = mean_out(bias_correction=True)
+    assert np.abs(corrected - ref).mean() < np.abs(plain - ref).mean() / 2
+    assert any(n.op_type == "Conv" or n.op_type == "QLinearConv" for n in p.graph.node)
+    meta = {m.key: m.value for m in p.metadata_props}
+    assert '"bias_correction": true' in meta["quantization"]
