@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"plain (min-max)": (False, False), "+ SiLU-aware ranges": (True, False), "+ bias correction": (False, True),
-            "+ both (default)": (True, True)}
+VARIANTS = {"plain (min-max)": (False, False), "+ SiLU-aware ranges (default)": (True, False),
+            "+ bias correction": (False, True), "+ both": (True, True)}
 
 
 def _dataset_of(run: Path, data: Path | None) -> Path:
@@ -104,8 +104,7 @@ def markdown(results: list[dict]) -> str:
                          f"{max(d.values()):+.2f} | " + " / ".join(f"{d[g]:+.2f}" for g in r["groups"]) + " |")
     lines += ["", "Output change: per val image, at the anchors where FP32 sees something (best class probability > "
               "0.05), the largest class-probability change plus the box change relative to the box's size, averaged. "
-              "Drift: FP32 minus INT8 mAP50-95, groups " + ", ".join(results[0]["groups"]) + " in order "
-              "(the last is all classes)." if results else "", ""]
+              "Drift: FP32 minus INT8 mAP50-95 per class group, in the order step0, step1, ..., all classes.", ""]
     return "\n".join(lines)
 
 

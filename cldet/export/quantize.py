@@ -6,10 +6,11 @@ Placement choices, each one measured or forced by a runtime:
   * Weights are per-channel (per output channel of each Conv), symmetric S8.
   * `target="cpu"`: U8 activations (asymmetric), S8 weights: the x86 VNNI kernels' native U8S8 path. S8S8
     runs through a slower emulation in ONNX Runtime (2.3x slower than FP32 on this machine).
-  * Bias correction (Nagel et al., "Data-Free Quantization", 2019): rounding the weights shifts each output
-    channel's mean by (W_q - W) . E[x]; the float bias absorbs that shift, E[x] being the conv input's per-channel
-    mean on the calibration images. The weights' own rounding is unchanged (the scales are set by the largest
-    weight, which rounds to itself).
+  * Bias correction (Nagel et al., "Data-Free Quantization", 2019), an option (`QuantConfig.bias_correction`),
+    off by default: rounding the weights shifts each output channel's mean by (W_q - W) . E[x]; the float bias
+    absorbs that shift, E[x] being the conv input's per-channel mean on the calibration images. Measured
+    (benchmarks/ptq_refinements.py): it brought INT8's outputs closer to FP32 on the chess13 models but not on
+    deeppcb6, where it cost 0.3-0.4 points of mAP50-95 on 500 images, so it is not the default.
   * A Conv output that only feeds a SiLU gets the range that is best after the SiLU (cldet.export.ranges).
   * `target="tensorrt"`: symmetric S8 activations and weights, Q/DQ only in front of Conv inputs (TensorRT's
     explicit-quantization recipe): TensorRT propagates the scales through Concat/Resize/MaxPool itself, so no
@@ -54,7 +55,8 @@ class QuantConfig:
     op_types: tuple[str, ...] | None = None  # None: CPU_OPS or TRT_OPS by target
     float_nodes: tuple[str, ...] = ()  # regexes of node names kept float (sensitive layers)
     float_why: tuple[str, ...] = ()  # the reason of each float_nodes entry (manifest); default: the user asked
-    bias_correction: bool = True  # fold the mean shift of the weights' rounding into the biases (module docstring)
+    # fold the weights' rounding's mean shift into the biases; off: measured no better on deeppcb6 (docs/export.md)
+    bias_correction: bool = False
     silu_ranges: bool = True  # SiLU inputs: the range best after the SiLU (U8 activations only)
 
     def as_dict(self) -> dict:
