@@ -179,6 +179,8 @@ STEM_WHY = ("reads the image (3 channels): ONNX Runtime's x86 U8S8 kernels witho
             "products in int16, which saturates on full-range pixels (measured: 8 points of mAP50-95 lost), and a "
             "3-channel QLinearConv is slower than the float one (2.7 vs 1.9 ms at 320 px)")
 DECODE_WHY = "head decode (DFL softmax + integral, anchors, strides, class sigmoid): one INT8 scale cannot span box pixels and probabilities"
+FLOAT_SILU_WHY = (" (with the SiLU after each conv: a float conv between Q/DQ nodes gets per-tensor INT8 weights from "
+                  "ONNX Runtime's optimizer)")
 HEAD_WHY = "last box/class conv of each head level: logit precision (6 small 1x1 convs)"
 
 
@@ -202,9 +204,19 @@ def float_layers(proto, config: QuantConfig) -> list[dict]:
         stem = [n for n in stem_nodes(proto) if n not in taken]
         groups.append({"nodes": stem, "why": STEM_WHY})
         taken |= set(stem)
+    silu = silu_inputs(proto)
+    readers: dict[str, list[str]] = {}
+    for n in proto.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.name)
     for pat, why in zip(config.float_nodes, [*config.float_why, *[None] * len(config.float_nodes)]):
         hit = [n.name for n in proto.graph.node if n.name not in taken and re.search(pat, n.name)]
-        groups.append({"nodes": hit, "why": why or f"--keep-float {pat!r}"})
+        # a float Conv keeps its SiLU float too: between a DequantizeLinear and a QuantizeLinear, ONNX Runtime's
+        # optimizer (WeightBiasQuantization) would quantize its weights itself, per tensor (measured: worse than INT8)
+        acts = [r for n in proto.graph.node if n.name in hit and n.op_type == "Conv" and n.output[0] in silu
+                for r in readers[n.output[0]] if r not in taken and r not in hit]
+        groups.append({"nodes": hit + acts, "why": (why or f"--keep-float {pat!r}") + (FLOAT_SILU_WHY if acts else "")})
+        hit += acts
         taken |= set(hit)
     return [g for g in groups if g["nodes"]]
 

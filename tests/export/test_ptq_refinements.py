@@ -74,14 +74,14 @@ def test_compute_ranges_uses_the_silu_range_for_silu_inputs_only():
     assert st.mean["c"].shape == (4,) and st.mean["c"][1] < -30  # per-channel means, for bias correction
 
 
-def _quantize(tmp_path, monkeypatch, graph, xs, **cfg):
+def _quantize(tmp_path, monkeypatch, graph, xs, op_types=("Conv",), **cfg):
     from onnx import numpy_helper
 
     quantize = importlib.import_module("cldet.export.quantize")
     monkeypatch.setattr(quantize, "decode_nodes", lambda proto, with_head_convs=False: [])  # no detection head
     src = tmp_path / "g.onnx"
     onnx.save(graph, src)
-    config = quantize.QuantConfig(op_types=("Conv",), float_head_convs=False, float_stem=False, **cfg)
+    config = quantize.QuantConfig(op_types=op_types, float_head_convs=False, float_stem=False, **cfg)
     name = "_".join(f"{k}{v}" for k, v in cfg.items()) or "default"
     out = quantize.quantize_ptq(src, tmp_path / f"{name}.onnx", lambda: iter(xs), config)
     p = onnx.load(str(out))
@@ -128,3 +128,49 @@ def test_bias_correction_removes_the_mean_shift_of_rounded_weights(tmp_path, mon
     assert any(n.op_type == "Conv" or n.op_type == "QLinearConv" for n in p.graph.node)
     meta = {m.key: m.value for m in p.metadata_props}
     assert '"bias_correction": true' in meta["quantization"]
+
+
+def _chain_graph(rng):
+    """images -> [Conv -> SiLU] x 3 -> out, convs named c0, c1, c2."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, x = [], [], "images"
+    for k in range(3):
+        inits += [numpy_helper.from_array(rng.normal(0, 0.5, (4, 4, 3, 3)).astype(np.float32), f"w{k}"),
+                  numpy_helper.from_array(np.zeros(4, np.float32), f"b{k}")]
+        nodes += [helper.make_node("Conv", [x, f"w{k}", f"b{k}"], [f"y{k}"], name=f"c{k}", pads=[1] * 4),
+                  helper.make_node("Sigmoid", [f"y{k}"], [f"s{k}"], name=f"sig{k}"),
+                  helper.make_node("Mul", [f"y{k}", f"s{k}"], [f"a{k}" if k < 2 else "out"], name=f"mul{k}")]
+        x = f"a{k}"
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_conv_kept_float_stays_float_in_onnx_runtime(tmp_path, monkeypatch):
+    """Between a DequantizeLinear and a QuantizeLinear, ONNX Runtime's optimizer quantizes a float Conv's weights
+    itself (per tensor). A conv kept float therefore keeps its SiLU float too, and the session ONNX Runtime builds
+    still holds its float weights."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32) for _ in range(8)]
+    out, p, _ = _quantize(tmp_path, monkeypatch, _chain_graph(rng), xs, op_types=("Conv", "Sigmoid", "Mul"),
+                          float_nodes=("^c1$",))
+    node = {n.name: n for n in p.graph.node}
+    assert node["sig1"].input[0] == "y1" and node["sig0"].input[0] != "y0"  # c1's SiLU reads the float output
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    opt = onnx.load(str(tmp_path / "optimized.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in opt.graph.initializer}
+    c1 = next(n for n in opt.graph.node if n.name == "c1")
+    assert c1.op_type == "Conv" and c1.input[1] in inits and inits[c1.input[1]].dtype == np.float32
+
+    from cldet.export.quantize import QuantConfig, float_layers
+
+    groups = float_layers(_chain_graph(np.random.default_rng(4)),
+                          QuantConfig(float_nodes=("^c1$",), float_head_convs=False, float_stem=False))
+    assert groups[-1]["nodes"] == ["c1", "sig1", "mul1"] and "per-tensor INT8" in groups[-1]["why"]
