@@ -28,4 +28,11 @@ for s in 0 1; do share chess13-2step/seed$s chess13-4step/seed$s; done
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/chess13-4step.yaml --methods finetune,ours --seeds 2
 $PY -m benchmarks.cl_protocols --protocol benchmarks/protocols/deeppcb6-2step.yaml --methods finetune,ours
 $PY -m benchmarks.ablation --protocol benchmarks/protocols/deeppcb6-2step.yaml --variants default,finetune,second-teacher
+# INT8 export of the final models (cldet's default path vs Ultralytics' INT8), and each PTQ refinement on and off
+C=../shared/data/chess13/data.yaml
+$PY -m benchmarks.export_bench --run $W/chess13-2step/seed0/ours/step1 --data $C
+$PY -m benchmarks.export_bench --run $W/chess13-4step/seed0/ours/step3 --data $C
+$PY -m benchmarks.export_bench --run $W/deeppcb6-2step/seed0/ours/step1 --data ../shared/data/deeppcb6/data.yaml
+$PY -m benchmarks.ptq_refinements --run $W/chess13-2step/seed0/ours/step1 --run $W/chess13-4step/seed0/ours/step3 \
+    --run $W/deeppcb6-2step/seed0/ours/step1
 $PY -m benchmarks.update_readme
