@@ -25,8 +25,9 @@ class ExportOptions(ProgressOption):
 
     out: Path | None = field(default=None, metadata=option("output folder (default RUN/export)"))
     int8: str = field(default="auto", metadata=option(
-        "INT8 artifact: auto (PTQ; QAT distilled from the FP32 model when PTQ drifts past --drift-tolerance on a "
-        "class group of the evaluation split), ptq, qat, or none", choices=INT8_MODES))
+        "INT8 artifact: auto (PTQ; when PTQ loses more than --drift-tolerance on a class group of the evaluation "
+        "split, the 2, 4, then 8 most INT8-sensitive convs kept float, then QAT distilled from the FP32 model; the "
+        "one that loses least is kept), ptq, qat, or none", choices=INT8_MODES))
     # None: tensorrt when --engine is given (TensorRT takes only symmetric S8 Q/DQ), else cpu
     target: str | None = field(default=None, metadata=option(
         "runtime the INT8 graph is laid out for: cpu (U8 act / S8 weights, ONNX Runtime x86) or tensorrt (S8 "
