@@ -56,20 +56,28 @@ def _noise(evals: dict, names, groups: dict, draws: int) -> dict:
     return paired_bootstrap(evals["fp32"].results, evals["int8"].results, names, groups, draws=draws)
 
 
-def _fidelity(fp32: Path, int8: Path, ds, imgsz: int, threads: int) -> float:
-    """INT8's output change against FP32 on the evaluation images, a measure without mAP's sampling noise:
-    cldet.export.sensitivity.output_error (max class-probability change + box change / box size, at the anchors
-    where FP32 sees something), averaged over the images."""
+def val_inputs(ds, imgsz: int) -> list[np.ndarray]:
+    """The val images, letterboxed as the evaluator does, one (1, 3, S, S) array each."""
     from cldet.core.processing import letterbox, load_image
-    from cldet.deploy.runtime import open_backend
+
+    return [letterbox(load_image(img), imgsz)[0][None] for img in ds.images("val")]
+
+
+def output_change(reference: list[np.ndarray], backend, inputs: list[np.ndarray]) -> float:
+    """How far `backend`'s outputs move from `reference` (FP32's outputs on `inputs`), without mAP's sampling noise:
+    cldet.export.sensitivity.output_error (max class-probability change + box change / box size, at the anchors
+    where FP32 sees something) per image, averaged over the images."""
     from cldet.export.sensitivity import output_error
 
+    return float(np.mean([output_error(r, backend(x)) for r, x in zip(reference, inputs)]))
+
+
+def _fidelity(fp32: Path, int8: Path, inputs: list[np.ndarray], threads: int) -> float:
+    """INT8's output change against FP32 on the evaluation images (`output_change`)."""
+    from cldet.deploy.runtime import open_backend
+
     a, b = (open_backend(p, provider="cpu", threads=threads) for p in (fp32, int8))
-    errs = []
-    for img in ds.images("val"):
-        x = letterbox(load_image(img), imgsz)[0][None]
-        errs.append(output_error(a(x), b(x)))
-    return float(np.mean(errs))
+    return output_change([a(x) for x in inputs], b, inputs)
 
 
 def _latency(paths: dict[str, Path], imgsz: int, threads: int, iters: int, warmup: int = 20) -> dict[str, float]:
@@ -168,7 +176,8 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
     print(f"[{run}] cldet export done in {time.time() - t0:.0f} s", flush=True)
     cl_evals = {k: _evaluate(p, ds, lin.classes, imgsz, groups_map, 8, args.threads) for k, p in cl_paths.items()}
     cl_noise = _noise(cl_evals, lin.classes, groups_map, args.bootstrap)
-    cl_fid = _fidelity(cl_paths["fp32"], cl_paths["int8"], ds, imgsz, args.threads)
+    inputs = val_inputs(ds, imgsz)  # read once for both exporters' output change
+    cl_fid = _fidelity(cl_paths["fp32"], cl_paths["int8"], inputs, args.threads)
 
     methods = {}
     extra = [m for m in args.methods.split(",") if m and m != args.method]
@@ -206,7 +215,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
                 for k, p in (("fp32", ul_f32), ("int8", ul_i8))}
     ul_scores = {k: e.scores() for k, e in ul_evals.items()}
     ul_noise = _noise(ul_evals, lin.classes, groups_map, args.bootstrap)
-    ul_fid = _fidelity(ul_f32, ul_i8, ds, imgsz, args.threads)
+    ul_fid = _fidelity(ul_f32, ul_i8, inputs, args.threads)
     print(f"[{run}] ultralytics export + eval done", flush=True)
     paths = {"cl_fp32": cl_paths["fp32"], "cl_int8": cl_paths["int8"], "ul_fp32": ul_f32, "ul_int8": ul_i8}
     if qat_scores:

@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"plain (min-max)": (False, False), "+ SiLU-aware ranges (default)": (True, False),
@@ -40,7 +39,6 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
     from cldet.calib.reader import calibration_arrays
     from cldet.core.data import load_dataset
     from cldet.core.evaluate import evaluate
-    from cldet.core.processing import letterbox, load_image
     from cldet.deploy.runtime import open_backend
     from cldet.detector.lineage import read_lineage
     from cldet.detector.model import load_checkpoint
@@ -48,7 +46,8 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
     from cldet.export.options import ExportOptions
     from cldet.export.pipeline import _calibration
     from cldet.export.quantize import QuantConfig, calibrate, prepare, quantize_ptq
-    from cldet.export.sensitivity import output_error
+
+    from .export_bench import output_change, val_inputs
 
     lin = read_lineage(run)
     model, meta = load_checkpoint(run / "model.pt")
@@ -62,7 +61,7 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
     arrays = list(calibration_arrays(calib, imgsz, False))
     proto = prepare(fp32, work)
     stats = calibrate(proto, lambda: iter(arrays), QuantConfig(), threads=threads)
-    inputs = [letterbox(load_image(p), imgsz)[0][None] for p in ds.images("val")]
+    inputs = val_inputs(ds, imgsz)
     f32 = open_backend(fp32, provider="cpu", threads=threads)
     ref = [f32(x) for x in inputs]
 
@@ -77,8 +76,7 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
         cfg = QuantConfig(silu_ranges=silu, bias_correction=bc)
         path = quantize_ptq(fp32, work / "int8.onnx", lambda: iter(arrays), cfg, stats=stats, threads=threads,
                             proto=proto)
-        q = open_backend(path, provider="cpu", threads=threads)
-        err = float(np.mean([output_error(r, q(x)) for r, x in zip(ref, inputs)]))
+        err = output_change(ref, open_backend(path, provider="cpu", threads=threads), inputs)
         drift = {}
         for s in splits:
             sc = scores(path, s)
