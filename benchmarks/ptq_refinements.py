@@ -1,6 +1,6 @@
-"""What each PTQ refinement does, measured on converged runs: SiLU-aware pre-activation ranges and bias correction,
-each on and off, everything else as `cldet export --int8 ptq` (min-max, stem and head float, the run's calibration
-reservoir). One calibration pass per run serves the four variants.
+"""What each PTQ refinement does, measured on converged runs: SiLU-aware pre-activation ranges, bias correction and
+GPTQ weight rounding, on and off, everything else as `cldet export --int8 ptq` (min-max, stem and head float, the
+run's calibration reservoir). One calibration pass per run serves every variant.
 
     .venv/bin/python -m benchmarks.ptq_refinements --run RUN [--run RUN ...] [--data DATA.yaml]
 
@@ -20,8 +20,13 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"plain (min-max)": (False, False), "+ SiLU-aware ranges (default)": (True, False),
-            "+ bias correction": (False, True), "+ both": (True, True)}
+# label: (SiLU-aware ranges, bias correction, weight rounding); the first row is the reference of the ratios
+VARIANTS = {"plain (min-max, nearest rounding)": (False, False, "nearest"),
+            "+ SiLU-aware ranges": (True, False, "nearest"),
+            "+ bias correction": (False, True, "nearest"),
+            "+ SiLU ranges + bias correction": (True, True, "nearest"),
+            "+ GPTQ rounding": (False, False, "gptq"),
+            "+ SiLU ranges + GPTQ rounding (default)": (True, False, "gptq")}
 
 
 def _dataset_of(run: Path, data: Path | None) -> Path:
@@ -72,8 +77,8 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
 
     base = {s: scores(fp32, s) for s in splits}
     rows = {}
-    for label, (silu, bc) in VARIANTS.items():
-        cfg = QuantConfig(silu_ranges=silu, bias_correction=bc)
+    for label, (silu, bc, rounding) in VARIANTS.items():
+        cfg = QuantConfig(silu_ranges=silu, bias_correction=bc, weight_rounding=rounding)
         path = quantize_ptq(fp32, work / "int8.onnx", lambda: iter(arrays), cfg, stats=stats, threads=threads,
                             proto=proto)
         err = output_change(ref, open_backend(path, provider="cpu", threads=threads), inputs)
@@ -92,17 +97,21 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| run | PTQ variant | output change vs FP32 | worst-group loss, val (pts) | drift per group, val (pts) |",
-             "|---|---|---|---|---|"]
+    lines = ["| run | PTQ variant | output change vs FP32 | worst-group loss, val (pts) | drift per group, val (pts) "
+             "| worst-group loss, test (pts) |", "|---|---|---|---|---|---|"]
     for r in results:
-        plain = r["variants"]["plain (min-max)"]["output_error"]
+        plain = next(iter(r["variants"].values()))["output_error"]
         for label, v in r["variants"].items():
             d = v["drift"]["val"]
+            t = v["drift"].get("test")
             lines.append(f"| {r['run']} | {label} | {v['output_error']:.4f} ({v['output_error'] / plain:.2f}x) | "
-                         f"{max(d.values()):+.2f} | " + " / ".join(f"{d[g]:+.2f}" for g in r["groups"]) + " |")
+                         f"{max(d.values()):+.2f} | " + " / ".join(f"{d[g]:+.2f}" for g in r["groups"]) + " | "
+                         + (f"{max(t.values()):+.2f}" if t else "n/a") + " |")
     lines += ["", "Output change: per val image, at the anchors where FP32 sees something (best class probability > "
-              "0.05), the largest class-probability change plus the box change relative to the box's size, averaged. "
-              "Drift: FP32 minus INT8 mAP50-95 per class group, in the order step0, step1, ..., all classes.", ""]
+              "0.05), the largest class-probability change plus the box change relative to the box's size, averaged "
+              "(the ratio: to the first row of the run). Drift: FP32 minus INT8 mAP50-95 per class group, in the order "
+              "step0, step1, ..., all classes; the test split, where the dataset has one, is a second sample of the "
+              "same drift.", ""]
     return "\n".join(lines)
 
 

@@ -195,9 +195,11 @@ def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress
     fp32 = out.with_name(f".{out.stem}.qat-fp32.onnx")
     try:
         export_onnx(student, fp32, imgsz)
-        # no bias correction: the fine-tuning saw the weights' rounding (fake quant) and its biases absorbed it
+        # nearest rounding, no bias correction: the fine-tuning saw the weights' nearest rounding (fake quant) and
+        # its weights and biases absorbed it
         quantize_ptq(fp32, out, arrays, QuantConfig(target=cfg.target, method=cfg.method, percentile=cfg.percentile,
-                                                    float_nodes=cfg.float_nodes, bias_correction=False))
+                                                    float_nodes=cfg.float_nodes, bias_correction=False,
+                                                    weight_rounding="nearest"))
     finally:
         fp32.unlink(missing_ok=True)
     return {**cfg.as_dict(), **stats}

@@ -12,6 +12,8 @@ Placement choices, each one measured or forced by a runtime:
     (benchmarks/ptq_refinements.py): it brought INT8's outputs closer to FP32 on the chess13 models but not on
     deeppcb6, where it cost 0.3-0.4 points of mAP50-95 on 500 images, so it is not the default.
   * A Conv output that only feeds a SiLU gets the range that is best after the SiLU (cldet.export.ranges).
+  * The INT8 weight values are GPTQ's (cldet.export.rounding), not the nearest levels: on the same per-channel
+    scales, each conv's rounding minimizes its output error on the calibration images (`weight_rounding`).
   * `target="tensorrt"`: symmetric S8 activations and weights, Q/DQ only in front of Conv inputs (TensorRT's
     explicit-quantization recipe): TensorRT propagates the scales through Concat/Resize/MaxPool itself, so no
     Concat gets inputs with different scales, and unquantized layers run in FP16 when the engine allows it.
@@ -32,7 +34,7 @@ from .options import CALIB_METHODS, TARGETS
 from .ranges import RangeStats, candidate_tensors, collect_stats, compute_ranges, silu_inputs
 
 __all__ = ["QuantConfig", "quantize_ptq", "prepare", "calibrate", "float_nodes", "float_layers", "stem_nodes",
-           "decode_nodes", "qdq_report", "weight_rounding", "correct_biases"]
+           "decode_nodes", "qdq_report", "weight_rounding", "correct_biases", "WEIGHT_ROUNDINGS"]
 
 log = logging.getLogger("cldet")
 # CPU: every op ONNX Runtime has a fused INT8 kernel for (QLinearConv, QLinearAdd/Mul, QLinearSigmoid, MaxPool,
@@ -58,6 +60,9 @@ class QuantConfig:
     # fold the weights' rounding's mean shift into the biases; off: measured no better on deeppcb6 (docs/export.md)
     bias_correction: bool = False
     silu_ranges: bool = True  # SiLU inputs: the range best after the SiLU (U8 activations only)
+    # INT8 weight values: "gptq" (each conv's output error minimized on the calibration images, cldet.export.rounding)
+    # or "nearest" (each weight to its nearest level); the scales are the same
+    weight_rounding: str = "gptq"
 
     def as_dict(self) -> dict:
         d = {"target": self.target, "method": self.method, "per_channel": self.per_channel,
@@ -65,7 +70,7 @@ class QuantConfig:
              "weights": "S8 symmetric per-channel" if self.per_channel else "S8 symmetric per-tensor",
              "float_head_convs": self.float_head_convs, "float_nodes": list(self.float_nodes),
              "reduce_range": self.reduce_range, "float_stem": self.stem_float, "bias_correction": self.bias_correction,
-             "silu_ranges": self.silu_ranges and self.target != "tensorrt"}
+             "silu_ranges": self.silu_ranges and self.target != "tensorrt", "weight_rounding": self.weight_rounding}
         if self.method == "percentile":
             d["percentile"] = self.percentile
         return d
@@ -268,10 +273,19 @@ def correct_biases(proto, stats: RangeStats, exclude: set[str], config: QuantCon
     return done
 
 
+WEIGHT_ROUNDINGS = ("gptq", "nearest")
+
+
 def calibrate(proto, arrays: Callable[[], Iterable[np.ndarray]], config: QuantConfig,
               threads: int | None = None) -> RangeStats:
-    """Range statistics of every tensor the quantizer may touch (`config.ops`), from the calibration images."""
-    return collect_stats(proto, candidate_tensors(proto, config.ops), arrays, threads=threads)
+    """Range statistics of every tensor the quantizer may touch (`config.ops`), from the calibration images; with
+    GPTQ rounding, also each conv's input Hessian."""
+    from .rounding import conv_hessians
+
+    stats = collect_stats(proto, candidate_tensors(proto, config.ops), arrays, threads=threads)
+    if config.weight_rounding == "gptq":
+        stats.hessians = conv_hessians(proto, arrays, threads=threads)
+    return stats
 
 
 def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.ndarray] | Callable,
@@ -287,6 +301,12 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
         raise CldetError(f"unknown target {config.target!r}; choose one of {', '.join(TARGETS)}.")
     if config.method not in CALIB_METHODS:
         raise CldetError(f"unknown calibration method {config.method!r}; choose one of {', '.join(CALIB_METHODS)}.")
+    if config.weight_rounding not in WEIGHT_ROUNDINGS:
+        raise CldetError(f"unknown weight rounding {config.weight_rounding!r}; choose one of "
+                         f"{', '.join(WEIGHT_ROUNDINGS)}.")
+    if config.weight_rounding == "gptq" and config.bias_correction:
+        raise CldetError("bias correction models nearest rounding; GPTQ already minimizes each conv's output error "
+                         "(its mean included): use one or the other.")
     out = Path(out)
     if not callable(arrays):
         kept = list(arrays)
@@ -295,6 +315,10 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
     decode, exclude = float_nodes(proto, config)
     if stats is None:
         stats = calibrate(proto, arrays, config, threads)
+    elif config.weight_rounding == "gptq" and stats.hessians is None:  # ranges from a nearest-rounding calibration
+        from .rounding import conv_hessians
+
+        stats.hessians = conv_hessians(proto, arrays, threads=threads)
     ranges = compute_ranges(stats, config.method, config.target == "tensorrt", config.percentile,
                             silu=silu_inputs(proto) if config.silu_ranges else frozenset())
     extra = {"WeightSymmetric": True, "ActivationSymmetric": config.target == "tensorrt",
@@ -331,6 +355,11 @@ def quantize_ptq(fp32_onnx: str | Path, out: str | Path, arrays: Iterable[np.nda
         for aux in out.parent.glob("augmented_model*.onnx"):
             aux.unlink(missing_ok=True)
     q = onnx.load(str(tmp))
+    if config.weight_rounding == "gptq":
+        from .rounding import apply_gptq
+
+        n = apply_gptq(q, proto, stats.hessians, qmax=64 if config.reduce_range else 127, cache=stats.rounded)
+        log.debug("GPTQ weight rounding: %d convs", n)
     if config.target == "tensorrt":
         _dq_to_conv_only(q)
     _check_no_quantized_decode(q, decode)

@@ -69,6 +69,9 @@ class RangeStats:
     abs_hist: dict[str, np.ndarray] = field(default_factory=dict)
     mean: dict[str, np.ndarray] = field(default_factory=dict)  # per channel (axis 1), 4-D tensors only
     images: int = 0
+    # per conv node: its input patches' sum x x^T (GPTQ weight rounding, cldet.export.rounding); None: not collected
+    hessians: dict[str, np.ndarray] | None = None
+    rounded: dict = field(default_factory=dict)  # GPTQ's integer weights per (node, scales), reused across variants
 
     @property
     def tensors(self) -> list[str]:
