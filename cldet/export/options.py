@@ -7,11 +7,12 @@ from pathlib import Path
 
 from ..core.options import ProgressOption, option
 
-__all__ = ["ExportJob", "ExportOptions", "CALIB_METHODS", "TARGETS", "INT8_MODES"]
+__all__ = ["ExportJob", "ExportOptions", "CALIB_METHODS", "TARGETS", "INT8_MODES", "WEIGHT_ROUNDINGS"]
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 TARGETS = ("cpu", "tensorrt")
 INT8_MODES = ("auto", "ptq", "qat", "none")
+WEIGHT_ROUNDINGS = ("gptq", "nearest")
 
 
 @dataclass
@@ -37,6 +38,10 @@ class ExportOptions(ProgressOption):
     # conv stayed float (0.28 / 0.38 points on two chess models; percentile 0.78 / 0.19; entropy 2.35)
     calib_method: str = field(default="minmax", metadata=option("activation range calibration",
                                                                     choices=CALIB_METHODS))
+    # default chosen on the output change vs FP32 (docs/export.md): GPTQ 0.80-0.86x of nearest rounding
+    weight_rounding: str = field(default="gptq", metadata=option(
+        "INT8 weight values: gptq (each conv's rounding minimizes its output error on the calibration images; same "
+        "scales, same graph and speed) or nearest", choices=WEIGHT_ROUNDINGS))
     percentile: float = field(default=99.999, metadata=option("percentile for --calib-method percentile", unit="%"))
     keep_float: tuple[str, ...] = field(default=(), metadata=option(
         "regex of ONNX node names to keep float (repeatable), e.g. '^/model\\.0/' (default: none beyond the built-in "

@@ -331,7 +331,8 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
         if qat < best:
             qat_path.replace(int8)
             metrics["int8"], best, record["chosen"] = m, qat, "qat"
-            summary.update(float_nodes=list(cfg.float_nodes), float_layers=float_layers(proto, cfg))
+            summary.update(float_nodes=list(cfg.float_nodes), float_layers=float_layers(proto, cfg),
+                           weight_rounding="nearest")  # QAT's export rounds to nearest (cldet.export.qat)
     record["worst_loss"] = round(best, 3)
     log.warning("auto INT8: PTQ lost %.2f points on its worst group; kept %s (%.2f)", ptq, record["chosen"].upper(),
                 best)
@@ -379,7 +380,9 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
     from .quantize import QuantConfig, calibrate, float_layers, prepare, quantize_ptq
 
     cfg = QuantConfig(target=opts.target, method=opts.calib_method, percentile=opts.percentile,
-                      float_nodes=tuple(opts.keep_float))
+                      float_nodes=tuple(opts.keep_float),
+                      # QAT's weights were fine-tuned through nearest rounding (fake quant): it keeps it
+                      weight_rounding="nearest" if opts.int8 == "qat" else opts.weight_rounding)
     summary = {"mode": opts.int8, **cfg.as_dict(), **calib.summary(),
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
     proto = prepare(fp32, fp32.parent)

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..core.errors import ArtifactError, CldetError
-from .options import CALIB_METHODS, TARGETS
+from .options import CALIB_METHODS, TARGETS, WEIGHT_ROUNDINGS
 from .ranges import RangeStats, candidate_tensors, collect_stats, compute_ranges, silu_inputs
 
 __all__ = ["QuantConfig", "quantize_ptq", "prepare", "calibrate", "float_nodes", "float_layers", "stem_nodes",
@@ -271,9 +271,6 @@ def correct_biases(proto, stats: RangeStats, exclude: set[str], config: QuantCon
             n.input.append(name)
         done += 1
     return done
-
-
-WEIGHT_ROUNDINGS = ("gptq", "nearest")
 
 
 def calibrate(proto, arrays: Callable[[], Iterable[np.ndarray]], config: QuantConfig,

@@ -253,6 +253,7 @@ def test_qat_export_end_to_end(tiny_run, tmp_path):
                                            eval_limit=2, progress=False, calib_method="minmax"))
     q = m["calibration"]["qat"]
     assert m["calibration"]["mode"] == "qat" and q["train_images"] == 6 and q["steps"] == 1
+    assert m["calibration"]["weight_rounding"] == "nearest"  # fine-tuned through nearest rounding
     assert qdq_report(out / "model.int8.onnx")["QuantizeLinear"] > 50
 
 
@@ -316,3 +317,28 @@ def test_auto_counts_losses_not_gains():
     assert worst_loss(fp32, gains) == pytest.approx(-1.0)
     empty = {"step0": {"map50_95": float("nan")}, "step1": {"map50_95": 0.697}}  # a group with no objects
     assert worst_loss(fp32 | {"step0": {"map50_95": float("nan")}}, empty) == pytest.approx(0.3)
+
+
+def test_default_int8_weights_are_gptq_rounded(exported):
+    """The default export's INT8 weights sit on the quantizer's per-channel scales but are GPTQ's values, not each
+    float weight's nearest level (the calibration images move some of them by a level or more)."""
+    from onnx import numpy_helper
+
+    assert exported["manifest"]["calibration"]["weight_rounding"] == "gptq"
+    q = onnx.load(str(exported["out"] / "model.int8.onnx"))
+    f = onnx.load(str(exported["out"] / "model.fp32.onnx"))
+    fw = {i.name: numpy_helper.to_array(i) for i in f.graph.initializer}
+    fconv = {n.name: fw[n.input[1]] for n in f.graph.node if n.op_type == "Conv"}
+    qi = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    producer = {o: n for n in q.graph.node for o in n.output}
+    moved = compared = 0
+    for n in q.graph.node:
+        dq = producer.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear" or n.name not in fconv:
+            continue
+        ints, scale = qi[dq.input[0]].astype(np.int64), qi[dq.input[1]].astype(np.float64)
+        near = np.clip(np.round(fconv[n.name] / scale[:, None, None, None]), -127, 127)
+        assert np.abs(ints - near).max() <= 127 and np.abs(ints).max() <= 127
+        compared += 1
+        moved += int((ints != near).any())
+    assert compared > 50 and moved > compared // 2, (moved, compared)
