@@ -35,5 +35,8 @@ $PY -m benchmarks.export_bench --run $W/chess13-4step/seed0/ours/step3 --data $C
 $PY -m benchmarks.export_bench --run $W/chess13-4step/seed1/ours/step3 --data $C --name 4step-seed1
 $PY -m benchmarks.export_bench --run $W/deeppcb6-2step/seed0/ours/step1 --data ../shared/data/deeppcb6/data.yaml
 $PY -m benchmarks.ptq_refinements --run $W/chess13-2step/seed0/ours/step1 --run $W/chess13-4step/seed0/ours/step3 \
-    --run $W/deeppcb6-2step/seed0/ours/step1
+    --run $W/chess13-4step/seed1/ours/step3 --run $W/deeppcb6-2step/seed0/ours/step1
+# what per-group drift random output changes of INT8's size show on each val split
+$PY -m benchmarks.drift_noise --run $W/chess13-2step/seed0/ours/step1 --run $W/chess13-4step/seed0/ours/step3 \
+    --run $W/chess13-4step/seed1/ours/step3 --run $W/deeppcb6-2step/seed0/ours/step1
 $PY -m benchmarks.update_readme
