@@ -1,4 +1,5 @@
-"""Copy the latest benchmark tables (benchmarks/results/*.md) into README.md between markers.
+"""Copy the latest benchmark tables (benchmarks/results/*.md) into README.md, and the export studies' tables into
+docs/export.md, between markers.
 
     .venv/bin/python -m benchmarks.update_readme
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = {"cl-results": "cl-*.md", "ablation-results": "ablation-*.md", "export-results": "export-*.md"}
+DOC_SECTIONS = {"ptq-refinements": "ptq-refinements.md", "drift-noise": "drift-noise.md"}  # in docs/export.md
 
 
 def _images(md: Path) -> str:
@@ -34,6 +36,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"README.md has no <!-- {marker}:start/end --> markers", file=sys.stderr)
             return 1
     readme.write_text(text)
+    doc = ROOT / "docs" / "export.md"
+    if readme.resolve() == (ROOT / "README.md").resolve() and doc.is_file():
+        text = doc.read_text()
+        for marker, name in DOC_SECTIONS.items():
+            md = ROOT / "benchmarks" / "results" / name
+            if md.is_file():
+                text = re.sub(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)",
+                              lambda m: m.group(1) + md.read_text().strip() + "\n" + m.group(2), text, flags=re.S)
+        doc.write_text(text)
     return 0
 
 
