@@ -82,8 +82,8 @@ def conv_hessians(proto, arrays: Callable[[], Iterable[np.ndarray]] | Iterable[n
             a = outs[where[n.input[0]]]
             if a.ndim != 4 or a.shape[0] != 1:
                 continue
-            p = _patches(a.astype(np.float64), shapes[n.input[1]][2:], attrs[n.name])
-            h = p @ p.T
+            p = _patches(a.astype(np.float32, copy=False), shapes[n.input[1]][2:], attrs[n.name])
+            h = (p @ p.T).astype(np.float64)  # float32 products per image (2x faster), summed in float64
             hess[n.name] = hess[n.name] + h if n.name in hess else h
     return hess
 
