@@ -64,7 +64,7 @@ def gptq_convs(proto) -> list:
 def conv_hessians(proto, arrays: Callable[[], Iterable[np.ndarray]] | Iterable[np.ndarray],
                   threads: int | None = None) -> dict[str, np.ndarray]:
     """Per conv node (`gptq_convs`): H = sum over the calibration images and output positions of x x^T, x the
-    input patch, in float64 (C*kh*kw square)."""
+    input patch, in float32 (C*kh*kw square: 5 MB for a 3x3 conv over 128 channels)."""
     from .ranges import _augmented_session
 
     convs = gptq_convs(proto)
@@ -84,8 +84,11 @@ def conv_hessians(proto, arrays: Callable[[], Iterable[np.ndarray]] | Iterable[n
             if a.ndim != 4 or a.shape[0] != 1:
                 continue
             p = _patches(a.astype(np.float32, copy=False), shapes[n.input[1]][2:], attrs[n.name])
-            h = (p @ p.T).astype(np.float64)  # float32 products per image (2x faster), summed in float64
-            hess[n.name] = hess[n.name] + h if n.name in hess else h
+            h = p @ p.T  # float32, as GPTQ's own implementation keeps H: half the memory of float64
+            if n.name in hess:
+                hess[n.name] += h
+            else:
+                hess[n.name] = h
     return hess
 
 
