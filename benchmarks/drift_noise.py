@@ -15,15 +15,8 @@ Writes benchmarks/results/drift-noise.json/.md.
 
 from __future__ import annotations
 
-import argparse
-import json
-import tempfile
-import time
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 MIN_PROB = 0.05  # anchors where FP32 sees something (as cldet.export.sensitivity.output_error)
 MODES = ("boxes and logits", "boxes only", "logits only", "both at half INT8's spread")
 
@@ -68,37 +61,18 @@ class _Cached:
         return self.memo[key]
 
 
-def bench_run(run: Path, data: Path, seeds: int, threads: int) -> dict:
-    from cldet.calib.reader import calibration_arrays
-    from cldet.core.data import load_dataset
+def bench_run(c, seeds: int, threads: int) -> dict:
+    """`c`: the run exported and calibrated (benchmarks.ptq_refinements.calibrated_run)."""
     from cldet.core.evaluate import evaluate
     from cldet.deploy.runtime import open_backend
-    from cldet.detector.lineage import read_lineage
-    from cldet.detector.model import load_checkpoint
-    from cldet.export.onnx_export import export_onnx
-    from cldet.export.options import ExportOptions
-    from cldet.export.pipeline import _calibration
-    from cldet.export.quantize import QuantConfig, calibrate, prepare, quantize_ptq
+    from cldet.export.quantize import QuantConfig, quantize_ptq
 
     from .export_bench import val_inputs
-    from .ptq_refinements import _dataset_of
 
-    data = _dataset_of(run, data)
-    lin = read_lineage(run)
-    model, meta = load_checkpoint(run / "model.pt")
-    imgsz, names, groups = int(meta["imgsz"]), lin.classes, lin.groups()
-    ds = load_dataset(data)
-    work = Path(tempfile.mkdtemp(prefix="cldet-driftnoise-"))
-    fp32 = work / "fp32.onnx"
-    export_onnx(model, fp32, imgsz)
-    splits = [s for s in ("val", "test") if s in ds.splits]
-    calib = _calibration(run, lin, names, ExportOptions(), [p for s in splits for p in ds.images(s)])
-    arrays = list(calibration_arrays(calib, imgsz, False))
-    proto = prepare(fp32, work)
-    cfg = QuantConfig()
-    int8 = quantize_ptq(fp32, work / "int8.onnx", lambda: iter(arrays), cfg,
-                        stats=calibrate(proto, lambda: iter(arrays), cfg, threads=threads), threads=threads, proto=proto)
-    f32 = _Cached(open_backend(fp32, provider="cpu", threads=threads))
+    run, ds, groups, names, imgsz = c.run, c.ds, c.groups, c.names, c.imgsz
+    int8 = quantize_ptq(c.fp32, c.work / "int8.onnx", lambda: iter(c.arrays), QuantConfig(), stats=c.stats,
+                        threads=threads, proto=c.proto)
+    f32 = _Cached(open_backend(c.fp32, provider="cpu", threads=threads))
     i8 = _Cached(open_backend(int8, provider="cpu", threads=threads))
     inputs = val_inputs(ds, imgsz)
     ref = np.concatenate([f32.backend(x) for x in inputs])
@@ -129,11 +103,7 @@ def bench_run(run: Path, data: Path, seeds: int, threads: int) -> dict:
                        "share_over_0.5": round(float((w > 0.5).mean()), 2), "drift": per}
         print(f"[{run}] {mode}: worst-group loss median {np.median(w):.2f}, share > 0.5 {(w > 0.5).mean():.2f}",
               flush=True)
-    try:
-        shown = str(run.resolve().relative_to(ROOT))
-    except ValueError:
-        shown = str(run)
-    return {"run": shown, "data": str(data), "val_images": len(ds.images("val")), "groups": list(groups),
+    return {"run": c.shown, "data": str(c.data), "val_images": len(ds.images("val")), "groups": list(groups),
             "seeds": seeds, "int8": {"logit_std": round(logit_std, 5), "box_std": round(box_std, 6),
                                      "drift": int8_drift, "worst_loss": max(int8_drift.values())},
             "perturbed": modes}
@@ -158,29 +128,14 @@ def markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", type=Path, required=True, help="finished run directory (repeatable)")
-    ap.add_argument("--data", type=Path, default=None, help="dataset yaml (default: the shared dataset named in the "
-                    "run's path)")
+    from .ptq_refinements import run_study, study_parser
+
+    ap = study_parser(__doc__, "drift-noise")
     ap.add_argument("--seeds", type=int, default=20, help="random perturbations per mode")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "drift-noise")
     args = ap.parse_args()
-    for run in args.run:
-        if not (run / "lineage.json").is_file():
-            ap.error(f"{run} is not a finished cldet run (no lineage.json)")
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    t0 = time.time()
-    results = [bench_run(run, args.data, args.seeds, args.threads) for run in args.run]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": results, "seconds": round(time.time() - t0, 1)},
-                                                        indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    run_study(ap, args, lambda c: bench_run(c, args.seeds, args.threads), markdown)
 
 
 if __name__ == "__main__":

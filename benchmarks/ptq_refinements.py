@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,34 +44,74 @@ def _dataset_of(run: Path, data: Path | None) -> Path:
     raise SystemExit(f"{run}: pass --data DATA.yaml (its val split is scored)")
 
 
-def bench_run(run: Path, data: Path, threads: int) -> dict:
+@dataclass
+class Calibrated:
+    """A converged run exported to FP32 ONNX and calibrated as `cldet export` does: what each study quantizes."""
+
+    run: Path
+    data: Path
+    names: list[str]
+    groups: dict[str, list[str]]
+    imgsz: int
+    ds: object  # cldet.core.data.Dataset
+    splits: list[str]  # val, and test where the dataset has one
+    work: Path  # temporary folder, removed when the study of the run ends
+    fp32: Path
+    arrays: list  # letterboxed calibration images
+    proto: object  # the FP32 graph after ONNX Runtime's quantization pre-processing
+    stats: object  # cldet.export.ranges.RangeStats of the default QuantConfig (GPTQ Hessians included)
+
+    @property
+    def shown(self) -> str:
+        """The run as the results name it: relative to the repository where it lies inside it."""
+        try:
+            return str(self.run.resolve().relative_to(ROOT))
+        except ValueError:
+            return str(self.run)
+
+
+@contextmanager
+def calibrated_run(run: Path, data: Path | None, threads: int) -> Iterator[Calibrated]:
+    """Export `run`'s model to FP32 ONNX in a temporary folder and calibrate it on the run's calibration set (its
+    reservoir, as `cldet export`), disjoint from the val and test images; the folder is removed afterwards."""
     from cldet.calib.reader import calibration_arrays
     from cldet.core.data import load_dataset
-    from cldet.core.evaluate import evaluate
-    from cldet.deploy.runtime import open_backend
     from cldet.detector.lineage import read_lineage
     from cldet.detector.model import load_checkpoint
     from cldet.export.onnx_export import export_onnx
     from cldet.export.options import ExportOptions
     from cldet.export.pipeline import _calibration
-    from cldet.export.quantize import QuantConfig, calibrate, prepare, quantize_ptq
+    from cldet.export.quantize import QuantConfig, calibrate, prepare
+
+    data = _dataset_of(run, data)
+    lin = read_lineage(run)
+    model, meta = load_checkpoint(run / "model.pt")
+    imgsz, names = int(meta["imgsz"]), lin.classes
+    ds = load_dataset(data)
+    splits = [s for s in ("val", "test") if s in ds.splits]
+    work = Path(tempfile.mkdtemp(prefix="cldet-ptqstudy-"))
+    try:
+        fp32 = work / "fp32.onnx"
+        export_onnx(model, fp32, imgsz)
+        calib = _calibration(run, lin, names, ExportOptions(), [p for s in splits for p in ds.images(s)])
+        arrays = list(calibration_arrays(calib, imgsz, False))
+        proto = prepare(fp32, work)
+        stats = calibrate(proto, lambda: iter(arrays), QuantConfig(), threads=threads)
+        yield Calibrated(run, data, names, lin.groups(), imgsz, ds, splits, work, fp32, arrays, proto, stats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bench_run(c: Calibrated, threads: int) -> dict:
+    from cldet.core.evaluate import evaluate
+    from cldet.deploy.runtime import open_backend
+    from cldet.export.quantize import QuantConfig, quantize_ptq
 
     from .export_bench import output_change, val_inputs
 
-    lin = read_lineage(run)
-    model, meta = load_checkpoint(run / "model.pt")
-    imgsz, names, groups = int(meta["imgsz"]), lin.classes, lin.groups()
-    ds = load_dataset(data)
-    splits = [s for s in ("val", "test") if s in ds.splits]
-    work = Path(tempfile.mkdtemp(prefix="cldet-ptqref-"))
-    fp32 = work / "fp32.onnx"
-    export_onnx(model, fp32, imgsz)
-    calib = _calibration(run, lin, names, ExportOptions(), [p for s in splits for p in ds.images(s)])
-    arrays = list(calibration_arrays(calib, imgsz, False))
-    proto = prepare(fp32, work)
-    stats = calibrate(proto, lambda: iter(arrays), QuantConfig(), threads=threads)
+    run, ds, splits, groups, names, imgsz = c.run, c.ds, c.splits, c.groups, c.names, c.imgsz
     inputs = val_inputs(ds, imgsz)
-    f32 = open_backend(fp32, provider="cpu", threads=threads)
+    f32 = open_backend(c.fp32, provider="cpu", threads=threads)
     ref = [f32(x) for x in inputs]
 
     def scores(path: Path, split: str) -> dict:
@@ -75,12 +119,12 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
                        progress=False)
         return res.scores()
 
-    base = {s: scores(fp32, s) for s in splits}
+    base = {s: scores(c.fp32, s) for s in splits}
     rows = {}
     for label, (silu, bc, rounding) in VARIANTS.items():
         cfg = QuantConfig(silu_ranges=silu, bias_correction=bc, weight_rounding=rounding)
-        path = quantize_ptq(fp32, work / "int8.onnx", lambda: iter(arrays), cfg, stats=stats, threads=threads,
-                            proto=proto)
+        path = quantize_ptq(c.fp32, c.work / "int8.onnx", lambda: iter(c.arrays), cfg, stats=c.stats, threads=threads,
+                            proto=c.proto)
         err = output_change(ref, open_backend(path, provider="cpu", threads=threads), inputs)
         drift = {}
         for s in splits:
@@ -88,11 +132,7 @@ def bench_run(run: Path, data: Path, threads: int) -> dict:
             drift[s] = {g: round(100 * (base[s][g]["map50_95"] - sc[g]["map50_95"]), 2) for g in groups}
         rows[label] = {"output_error": round(err, 5), "drift": drift}
         print(f"[{run}] {label}: output change {err:.4f}, drift {drift}", flush=True)
-    try:
-        shown = str(run.resolve().relative_to(ROOT))
-    except ValueError:
-        shown = str(run)
-    return {"run": shown, "data": str(data), "calibration_images": len(arrays), "splits": splits,
+    return {"run": c.shown, "data": str(c.data), "calibration_images": len(c.arrays), "splits": splits,
             "images": {s: len(ds.images(s)) for s in splits}, "groups": list(groups), "variants": rows}
 
 
@@ -115,14 +155,20 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The options every PTQ study takes: runs, their dataset, threads, and where the results go."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", type=Path, required=True, help="finished run directory (repeatable)")
     ap.add_argument("--data", type=Path, default=None, help="dataset yaml (default: the shared dataset named in the "
                     "run's path)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ptq-refinements")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / name)
+    return ap
+
+
+def run_study(ap: argparse.ArgumentParser, args: argparse.Namespace, bench: Callable[[Calibrated], dict],
+              markdown: Callable[[list[dict]], str]) -> None:
+    """Check the runs, study each one calibrated (`calibrated_run`), write OUT.json / OUT.md and print the table."""
     for run in args.run:
         if not (run / "lineage.json").is_file():
             ap.error(f"{run} is not a finished cldet run (no lineage.json)")
@@ -130,12 +176,21 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     t0 = time.time()
-    results = [bench_run(run, _dataset_of(run, args.data), args.threads) for run in args.run]
+    results = []
+    for run in args.run:
+        with calibrated_run(run, args.data, args.threads) as c:
+            results.append(bench(c))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"runs": results, "seconds": round(time.time() - t0, 1)},
                                                         indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
+
+
+def main() -> None:
+    ap = study_parser(__doc__, "ptq-refinements")
+    args = ap.parse_args()
+    run_study(ap, args, lambda c: bench_run(c, args.threads), markdown)
 
 
 if __name__ == "__main__":
