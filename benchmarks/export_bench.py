@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cldet.deploy.device import cpu_int8_features
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = ROOT / "benchmarks" / "work" / "chess13-2step" / "seed0" / "ours" / "step1"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "chess13" / "data.yaml"
@@ -245,7 +247,7 @@ def bench_run(run: Path, data: Path, out_dir: Path, args) -> dict:
         "settings": {"runtime": "onnxruntime CPUExecutionProvider", "threads": args.threads, "batch": 1,
                      "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                      "iters": args.iters, "warmup": 20, "bootstrap": args.bootstrap, "alternated": "every iteration, order reversed every other",
-                     "cpu_count": os.cpu_count()},
+                     "cpu_count": os.cpu_count(), "cpu_int8": cpu_int8_features()},
         "seconds": round(time.time() - t0, 1),
         **({"op_profile": profile} if profile else {}),
     }

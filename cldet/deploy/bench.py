@@ -154,6 +154,13 @@ def format_bench(result: dict) -> str:
                          f"{s['throughput_ips']:>8.1f} {t['p50']:>8.2f}")
     for bsz, r in result.get("ratio", {}).items():
         lines.append(f"ratio artifact/vs at batch {bsz}: inference p50 {r['infer_p50']:.3f}, end-to-end p50 {r['e2e_p50']:.3f}")
+    isa = result.get("device", {}).get("cpu_int8")
+    if isa and isa.get("int8_dot_product") is not None:
+        lines.append(f"CPU INT8 features: {' '.join(isa['flags']) or 'none listed'} ("
+                     + ("8-bit dot product present" if isa["int8_dot_product"] else
+                        "no 8-bit dot product instruction: the CPU's integer kernels do half the multiply-adds per "
+                        "instruction of a CPU that has one")
+                     + ")")
     lines.append(f"peak RSS {result['memory']['peak_rss_mb']:.0f} MB"
                  + (f", GPU used {result['memory']['gpu_used_mb']:.0f} MB" if result["memory"]["gpu_used_mb"] else ""))
     return "\n".join(lines)

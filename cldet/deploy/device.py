@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-__all__ = ["device_info", "jetson_info", "rss_mb", "gpu_memory_used_mb"]
+__all__ = ["device_info", "jetson_info", "cpu_int8_features", "rss_mb", "gpu_memory_used_mb"]
 
 _TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 _DT_MODEL = Path("/proc/device-tree/model")
@@ -43,6 +43,26 @@ def _cpu_model() -> str | None:
     text = _read(Path("/proc/cpuinfo")) or ""
     m = re.search(r"^(model name|Model|Hardware)\s*:\s*(.+)$", text, re.M)
     return m.group(2).strip() if m else (platform.processor() or None)
+
+
+# CPU features that decide how ONNX Runtime's integer kernels run an INT8 artifact (x86, then aarch64)
+_INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
+# one instruction multiplies 8-bit pairs and adds them into 32-bit sums: VNNI (vpdpbusd), AMX, ARM's SDOT/UDOT
+# (asimddp) and SMMLA (i8mm). Without one (x86 AVX2 only), the U8S8 kernels add pairs of products in 16 bits
+# (vpmaddubsw) and widen them: half the multiply-adds per instruction, and pairs of large products saturate
+_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def cpu_int8_features(cpuinfo: str | None = None) -> dict:
+    """The INT8-relevant CPU flags of /proc/cpuinfo (`cpuinfo`: its text, for tests) and whether an 8-bit dot
+    product instruction is present (None where the flags cannot be read). INT8 latency ratios, and by a little
+    the INT8 outputs, differ between hosts with and without one, so benchmarks record it."""
+    text = cpuinfo if cpuinfo is not None else (_read(Path("/proc/cpuinfo")) or "")
+    flags: set[str] = set()
+    for m in re.finditer(r"^(flags|Features)\s*:\s*(.*)$", text, re.M):
+        flags.update(m.group(2).split())
+    return {"flags": [f for f in _INT8_FLAGS if f in flags],
+            "int8_dot_product": any(f in flags for f in _INT8_DOT) if flags else None}
 
 
 def jetson_info() -> dict:
@@ -77,6 +97,7 @@ def device_info() -> dict:
         "model": _read(_DT_MODEL),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_int8": cpu_int8_features(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,

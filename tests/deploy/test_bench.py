@@ -39,6 +39,9 @@ def test_bench_vs_alternates_and_reports(assets, tmp_path):
     jet = res["device"]["jetson"]
     assert set(jet) >= {"l4t", "jetpack", "nvpmodel", "jetson_clocks"}
     assert "tensorrt" in res["device"] and "ratio artifact/vs" in r.output
+    assert res["device"]["cpu_int8"]["int8_dot_product"] in (True, False, None)
+    if res["device"]["cpu_int8"]["int8_dot_product"] is not None:  # said on the terminal where it is known
+        assert "CPU INT8 features:" in r.output
 
 
 def test_fixed_batch_model_reports_what_it_can(assets, tmp_path):

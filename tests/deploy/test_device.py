@@ -28,3 +28,23 @@ def test_not_a_jetson(tmp_path, monkeypatch):
 
 def test_missing_tool_is_none():
     assert device._run(["cldet-no-such-tool-xyz"]) is None
+
+
+X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n"
+X86_VNNI = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
+ORIN = ("processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+        "asimdhp cpuid asimdrdm lrcpc dcpop asimddp uscat ilrcpc flagm paca pacg\nCPU implementer\t: 0x41\n")
+
+
+def test_cpu_int8_features_tell_hosts_with_a_dot_product_instruction_apart():
+    assert device.cpu_int8_features(X86_AVX2) == {"flags": ["avx2"], "int8_dot_product": False}
+    assert device.cpu_int8_features(X86_VNNI) == {"flags": ["avx2", "avx512f", "avx512_vnni"],
+                                                  "int8_dot_product": True}
+    assert device.cpu_int8_features(ORIN) == {"flags": ["asimd", "asimddp"], "int8_dot_product": True}
+    assert device.cpu_int8_features("") == {"flags": [], "int8_dot_product": None}  # unreadable: unknown, not False
+
+
+def test_device_record_has_this_hosts_int8_features():
+    rec = device.device_info()["cpu_int8"]
+    assert rec == device.cpu_int8_features()
+    assert set(rec["flags"]) <= set(device._INT8_FLAGS)
