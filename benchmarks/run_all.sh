@@ -39,4 +39,6 @@ $PY -m benchmarks.ptq_refinements --run $W/chess13-2step/seed0/ours/step1 --run 
 # what per-group drift random output changes of INT8's size show on each val split
 $PY -m benchmarks.drift_noise --run $W/chess13-2step/seed0/ours/step1 --run $W/chess13-4step/seed0/ours/step3 \
     --run $W/chess13-4step/seed1/ours/step3 --run $W/deeppcb6-2step/seed0/ours/step1
+# QAT's fake quantization: the export's whole Q/DQ graph vs conv inputs only, beside PTQ (converged base model)
+$PY -m benchmarks.qat_emulation --run $W/chess13-2step/seed0/base
 $PY -m benchmarks.update_readme

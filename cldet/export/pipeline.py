@@ -323,7 +323,7 @@ def _auto_qat(model, calib, stage: Path, files: dict, imgsz: int, opts: ExportOp
 
         qat_path = stage / ".model.int8.qat.onnx"
         record["qat"] = export_qat(model, calib, ds, qat_path, imgsz, _qat_config(opts), progress=opts.progress,
-                                   train_set=qat_set(), arrays=arrays)
+                                   train_set=qat_set(), arrays=arrays, fp32=fp32, ranges=stats, proto=proto)
         m = score(qat_path)
         qat = worst_loss(metrics["fp32"], m)
         record["qat_worst_loss"] = round(qat, 3)
@@ -387,13 +387,15 @@ def _quantize(model, calib: CalibrationSet, fp32: Path, int8: Path, imgsz: int, 
                "eval_overlap": 0}  # check_disjoint passed: no calibration image is an evaluation image
     proto = prepare(fp32, fp32.parent)
     summary["float_layers"] = float_layers(proto, cfg)
+    arrays = list(calibration_arrays(calib, imgsz, opts.progress))  # read twice (ranges, then the quantizer)
     if opts.int8 == "qat":
         from .qat import export_qat
 
+        # the fine-tuning fake quantizes the Q/DQ graph of these ranges, and the export keeps them
         summary["qat"] = export_qat(model, calib, ds, int8, imgsz, _qat_config(opts), progress=opts.progress,
-                                    train_set=qat_set)
+                                    train_set=qat_set, arrays=arrays, fp32=fp32, proto=proto,
+                                    ranges=calibrate(proto, lambda: iter(arrays), cfg, threads=opts.threads))
         return summary, None
-    arrays = list(calibration_arrays(calib, imgsz, opts.progress))  # read twice (ranges, then the quantizer)
     calibrated = _Calibrated(cfg, arrays, proto, calibrate(proto, lambda: iter(arrays), cfg, threads=opts.threads))
     quantize_ptq(fp32, int8, lambda: iter(arrays), cfg, stats=calibrated.stats, threads=opts.threads, proto=proto)
     # auto's sensitivity ranking, float-conv tries and QAT reuse the images, the graph and the ranges

@@ -267,8 +267,8 @@ def test_manifest_names_the_float_layers_and_why(exported):
 
 def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path, monkeypatch):
     """A negative tolerance makes any PTQ fail the gate: auto must fine-tune with QAT and record both drifts. The
-    calibration images are letterboxed once, and the ranges measured once for the PTQ export and every float-conv
-    try (QAT measures its own: its fine-tuned weights change the activations)."""
+    calibration images are letterboxed once, and the ranges measured once for the PTQ export, every float-conv
+    try and QAT (which fine-tunes for the Q/DQ graph of those ranges and is exported with them)."""
     import importlib
 
     from cldet.export.pipeline import ExportOptions, export_run
@@ -302,7 +302,8 @@ def test_auto_runs_qat_when_ptq_drifts_past_the_tolerance(tiny_run, tmp_path, mo
     if auto["chosen"] == "ptq-float":  # the manifest names the convs kept float and why
         assert any("sensitive" in g["why"] for g in m["calibration"]["float_layers"])
     assert "ptq_worst_drift" in auto and "qat_worst_drift" in auto  # |drift| recorded beside the losses
-    assert passes == {"images": 2, "stats": 2}  # the calibration images and the QAT training images; PTQ and QAT
+    assert passes == {"images": 2, "stats": 1}  # the calibration images and the QAT training images; one calibration
+    assert auto["qat"]["fake_quant"].startswith("the export's Q/DQ graph")
 
 
 def test_auto_counts_losses_not_gains():
