@@ -1,5 +1,5 @@
-"""QAT's fake quantization: the export's whole Q/DQ graph (default) vs the conv inputs only (the earlier QAT), beside
-PTQ, measured on converged runs. Same fine-tuning images (the run's calibration set plus a class-balanced sample of
+"""QAT's fake quantization: the export's whole Q/DQ graph, starting from GPTQ's INT8 weights (default) or from the
+FP32 weights, vs the conv inputs only (the earlier QAT), beside PTQ, measured on converged runs. Same fine-tuning images (the run's calibration set plus a class-balanced sample of
 its last TRAIN split, up to 256, as `cldet export --int8 qat`), epochs and seed for both.
 
     .venv/bin/python -m benchmarks.qat_emulation --run RUN [--run RUN ...] [--data DATA.yaml] [--qat-epochs 3]
@@ -17,7 +17,7 @@ from pathlib import Path
 from .ptq_refinements import Calibrated, ROOT, run_study, study_parser  # noqa: F401 - ROOT: the results folder
 
 VARIANTS = ("PTQ, nearest rounding", "PTQ, GPTQ rounding (default)", "QAT, conv inputs only (earlier)",
-            "QAT, the export's Q/DQ graph (default)")
+            "QAT, the export's Q/DQ graph, from FP32 weights", "QAT, the export's Q/DQ graph, from GPTQ's weights (default)")
 
 
 def bench_run(c: Calibrated, threads: int, epochs: int) -> dict:
@@ -56,7 +56,8 @@ def bench_run(c: Calibrated, threads: int, epochs: int) -> dict:
             quantize_ptq(c.fp32, out, lambda: iter(c.arrays), QuantConfig(weight_rounding=rounding), stats=c.stats,
                          threads=threads, proto=c.proto)
         else:
-            kw = dict(fp32=c.fp32, ranges=c.stats, proto=c.proto) if "Q/DQ graph" in label else {}
+            kw = dict(fp32=c.fp32, ranges=c.stats, proto=c.proto,
+                      start="gptq" if "GPTQ" in label else "nearest") if "Q/DQ graph" in label else {}
             info = export_qat(model, None, c.ds, out, c.imgsz, cfg, progress=False, arrays=c.arrays,
                               train_arrays=train_arrays, **kw)
         err = output_change(ref, open_backend(out, provider="cpu", threads=threads), inputs)
@@ -81,9 +82,9 @@ def markdown(results: list[dict]) -> str:
                          + (f"{max(t.values()):+.2f}" if t else "n/a") + " |")
     r0 = results[0] if results else {}
     lines += ["", f"QAT: {r0.get('qat_epochs')} epochs on {r0.get('qat_images')} images (the calibration set plus a "
-              "class-balanced TRAIN sample), lr 1e-4, seed 0, nearest rounding; both QATs' artifacts are quantized with "
-              "the PTQ calibration's ranges where they emulate its graph, with ranges calibrated again otherwise. Output "
-              "change and drift as in ptq-refinements.md.", ""]
+              "class-balanced TRAIN sample), lr 1e-4, seed 0; the fine-tuned weights are rounded to nearest. The QATs "
+              "that emulate the export's graph keep the PTQ calibration's ranges; the earlier QAT calibrates again. "
+              "Output change and drift as in ptq-refinements.md.", ""]
     return "\n".join(lines)
 
 

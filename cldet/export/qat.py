@@ -9,7 +9,8 @@ trained to sit well on the INT8 grid the exporter will use (symmetric per-channe
 ORT applies), while every activation tensor the Q/DQ graph quantizes is fake quantized with the scale that graph
 gives it (cldet.export.qdq_emulation: the PTQ graph of the export's own calibration, whose ranges the QAT
 artifact then keeps). Measured on the converged chess13 base model (docs/export.md, QAT): INT8's output change vs
-FP32 0.0148 with this emulation, 0.0168 when only the conv inputs were fake quantized on ranges of QAT's own.
+FP32 0.0129 with this emulation starting from GPTQ's INT8 weights, 0.0148 starting from the FP32 weights, 0.0168
+when only the conv inputs were fake quantized on ranges of QAT's own (PTQ with GPTQ: 0.0145).
 
 Loop: student = fused copy of the model with fake-quant on the weights of the convs the Q/DQ graph quantizes (all
 but the head's last convs, the DFL and, on the cpu target, the stem) and on its activations; teacher = the FP32
@@ -124,7 +125,8 @@ def _head_raw(model, x):
     return out["one2many"] if isinstance(out, dict) and "one2many" in out else out
 
 
-def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool = True, qdq=None):
+def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool = True, qdq=None,
+                 init_weights: bool = False):
     """Return a fused FP32 copy of `model` whose weights were fine-tuned under INT8 fake quantization.
 
     `qdq` (a Q/DQ ONNX model of the same network, path or ModelProto): fake quantize exactly its activation tensors
@@ -145,7 +147,10 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
 
         try:
             mods = dict(student.named_modules(remove_duplicate=False))
-            convs = [mods[module_of(n, mods)[0]] for n in sorted(quantized_conv_weights(qdq))]
+            qnames = sorted(quantized_conv_weights(qdq))
+            convs = [mods[module_of(n, mods)[0]] for n in qnames]
+            if init_weights:
+                _load_qdq_weights(qdq, dict(zip(qnames, convs)))
             params = activation_params(qdq)
             hooks = emulate(student, params)
             emulated = len(params)
@@ -205,15 +210,34 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
                      if emulated is not None else "conv inputs, ranges of its own"}
 
 
+def _load_qdq_weights(qdq, convs: dict) -> None:
+    """Start the student's quantized convs from the Q/DQ model's dequantized INT8 weights (node name -> Conv2d)."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    q = onnx.load(str(qdq)) if isinstance(qdq, (str, Path)) else qdq
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    producer = {o: n for n in q.graph.node for o in n.output}
+    for n in q.graph.node:
+        if n.name in convs:
+            dq = producer[n.input[1]]
+            w = inits[dq.input[0]].astype(np.float32) * inits[dq.input[1]].astype(np.float32).reshape(-1, 1, 1, 1)
+            with torch.no_grad():
+                convs[n.name].weight.copy_(torch.from_numpy(w))
+
+
 def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True,
                train_set=None, arrays: list[np.ndarray] | None = None, fp32: Path | None = None,
-               ranges=None, proto=None, train_arrays: list[np.ndarray] | None = None) -> dict:
+               ranges=None, proto=None, train_arrays: list[np.ndarray] | None = None,
+               start: str = "gptq") -> dict:
     """QAT-finetune `model` on `train_set` (default: the calibration images), export it, and write its Q/DQ ONNX to
     `out` (`arrays`: the calibration images already letterboxed; `train_arrays`: the fine-tuning images, letterboxed).
 
     With `fp32` (the model's FP32 ONNX) and `ranges` (its calibration, cldet.export.ranges.RangeStats; `proto`: its
     pre-processed graph), the fine-tuning fake quantizes the Q/DQ graph PTQ writes from that calibration, and the
-    fine-tuned model is quantized with the same activation scales: what QAT trained for is what is deployed.
+    fine-tuned model is quantized with the same activation scales: what QAT trained for is what is deployed. The
+    fine-tuning starts from that graph's INT8 weights, GPTQ-rounded (`start`; "nearest": from the FP32 weights).
     Without them, the activation ranges are calibrated again on the fine-tuned model."""
     from ..calib.reader import calibration_arrays
     from .onnx_export import export_onnx
@@ -231,12 +255,17 @@ def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress
     try:
         qdq = None
         if fp32 is not None and ranges is not None:
-            qdq = quantize_ptq(fp32, reference, lambda: iter(arrays), qcfg, stats=ranges, proto=proto)
-        student, stats = qat_finetune(model, train, cfg, progress, qdq=qdq)
+            from dataclasses import replace as _replace
+
+            qdq = quantize_ptq(fp32, reference, lambda: iter(arrays), _replace(qcfg, weight_rounding=start),
+                               stats=ranges, proto=proto)
+        student, stats = qat_finetune(model, train, cfg, progress, qdq=qdq, init_weights=start != "nearest")
         stats["train_images"] = len(train)
         export_onnx(student, student_fp32, imgsz)
         quantize_ptq(student_fp32, out, lambda: iter(arrays), qcfg, stats=ranges if qdq is not None else None)
     finally:
         student_fp32.unlink(missing_ok=True)
         reference.unlink(missing_ok=True)
+    if qdq is not None:
+        stats["start_weights"] = f"the Q/DQ graph's INT8 weights ({start} rounding)" if start != "nearest" else "FP32"
     return {**cfg.as_dict(), **stats}

@@ -104,3 +104,36 @@ def test_unplaceable_tensor_changes_nothing(reference):
         emulate(student, params)
     assert [type(m) for m in student.modules()] == before
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in student.modules())
+
+
+def test_qat_starts_from_the_graphs_gptq_weights(reference, tmp_path):
+    """With no fine-tuning step, QAT's baked weights are the Q/DQ graph's INT8 weights: the fine-tuning starts where
+    GPTQ's PTQ ends, not from the FP32 weights (whose nearest rounding differs)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cldet.export.qat import QATConfig, qat_finetune
+    from cldet.export.qdq_emulation import module_of
+    from cldet.export.quantize import QuantConfig, quantize_ptq
+
+    model, fp32, _, arrays = reference
+    gptq = quantize_ptq(fp32, tmp_path / "gptq.onnx", arrays, QuantConfig())  # GPTQ rounding, the default
+    q = onnx.load(str(gptq))
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    producer = {o: n for n in q.graph.node for o in n.output}
+    for start in (True, False):
+        student, _ = qat_finetune(model, arrays, QATConfig(epochs=0), progress=False, qdq=gptq, init_weights=start)
+        mods = dict(student.named_modules(remove_duplicate=False))
+        same = total = 0
+        for n in q.graph.node:
+            if n.op_type != "Conv" or getattr(producer.get(n.input[1]), "op_type", None) != "DequantizeLinear":
+                continue
+            dq = producer[n.input[1]]
+            ints, scale = inits[dq.input[0]].astype(np.float64), inits[dq.input[1]].astype(np.float64)
+            w = mods[module_of(n.name, mods)[0]].weight.detach().double().numpy()
+            same += int((np.round(w / scale.reshape(-1, 1, 1, 1)) == ints).sum())
+            total += ints.size
+        if start:
+            assert same / total > 0.99  # a channel whose largest weight GPTQ rounded inward gets a finer grid
+        else:
+            assert same / total < 0.99  # from the FP32 weights: nearest rounding, which GPTQ changed
