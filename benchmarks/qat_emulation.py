@@ -14,14 +14,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .ptq_refinements import Calibrated, ROOT, run_study, study_parser  # noqa: F401 - ROOT: the results folder
+from .ptq_refinements import Calibrated, run_study, study_parser
 
 VARIANTS = ("PTQ, nearest rounding", "PTQ, GPTQ rounding (default)", "QAT, conv inputs only (earlier)",
             "QAT, the export's Q/DQ graph, from FP32 weights", "QAT, the export's Q/DQ graph, from GPTQ's weights (default)")
 
 
 def bench_run(c: Calibrated, threads: int, epochs: int) -> dict:
-    from cldet.calib.reader import from_dataset
+    from cldet.calib.reader import calibration_arrays, from_dataset
     from cldet.core.evaluate import evaluate
     from cldet.deploy.runtime import open_backend
     from cldet.detector.lineage import read_lineage
@@ -42,8 +42,6 @@ def bench_run(c: Calibrated, threads: int, epochs: int) -> dict:
     base = {s: scores(c.fp32, s) for s in c.splits}
     lin = read_lineage(c.run)
     train = from_dataset(lin.last.data["yaml"], c.names, 256 - len(c.arrays), images=lin.last.data.get("images"))
-    from cldet.calib.reader import calibration_arrays
-
     train_arrays = list(c.arrays) + list(calibration_arrays(train, c.imgsz, False))
     model, _ = load_checkpoint(c.run / "model.pt")
     cfg = QATConfig(epochs=epochs)

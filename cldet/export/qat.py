@@ -143,15 +143,21 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
     student = copy.deepcopy(teacher)
     hooks, convs, emulated = None, None, None
     if qdq is not None:
-        from .qdq_emulation import Unsupported, activation_params, emulate, module_of, quantized_conv_weights
+        import onnx
+        import torch
 
+        from .qdq_emulation import Unsupported, activation_params, emulate, int8_conv_weights, module_of
+
+        q = onnx.load(str(qdq)) if isinstance(qdq, (str, Path)) else qdq  # read once
         try:
             mods = dict(student.named_modules(remove_duplicate=False))
-            qnames = sorted(quantized_conv_weights(qdq))
-            convs = [mods[module_of(n, mods)[0]] for n in qnames]
-            if init_weights:
-                _load_qdq_weights(qdq, dict(zip(qnames, convs)))
-            params = activation_params(qdq)
+            weights = int8_conv_weights(q)
+            convs = [mods[module_of(n, mods)[0]] for n in sorted(weights)]
+            if init_weights:  # start from the graph's INT8 weights
+                with torch.no_grad():
+                    for c, n in zip(convs, sorted(weights)):
+                        c.weight.copy_(torch.from_numpy(weights[n]))
+            params = activation_params(q)
             hooks = emulate(student, params)
             emulated = len(params)
         except Unsupported as e:
@@ -208,23 +214,6 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
                      "steps": len(losses), "quantized_convs": len(convs),
                      "fake_quant": f"the export's Q/DQ graph: {emulated} activation tensors, its scales"
                      if emulated is not None else "conv inputs, ranges of its own"}
-
-
-def _load_qdq_weights(qdq, convs: dict) -> None:
-    """Start the student's quantized convs from the Q/DQ model's dequantized INT8 weights (node name -> Conv2d)."""
-    import onnx
-    import torch
-    from onnx import numpy_helper
-
-    q = onnx.load(str(qdq)) if isinstance(qdq, (str, Path)) else qdq
-    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
-    producer = {o: n for n in q.graph.node for o in n.output}
-    for n in q.graph.node:
-        if n.name in convs:
-            dq = producer[n.input[1]]
-            w = inits[dq.input[0]].astype(np.float32) * inits[dq.input[1]].astype(np.float32).reshape(-1, 1, 1, 1)
-            with torch.no_grad():
-                convs[n.name].weight.copy_(torch.from_numpy(w))
 
 
 def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress: bool = True,

@@ -12,12 +12,13 @@ fake quantizing conv inputs only.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["activation_params", "quantized_conv_weights", "module_of", "emulate", "Unsupported"]
+__all__ = ["activation_params", "int8_conv_weights", "module_of", "emulate", "Unsupported"]
 
 
 class Unsupported(Exception):
@@ -45,14 +46,23 @@ def activation_params(qdq) -> dict[str, tuple[float, int, int, int]]:
     return out
 
 
-def quantized_conv_weights(qdq) -> set[str]:
-    """Names of the Conv nodes whose weights are INT8 (behind a DequantizeLinear) in the Q/DQ model."""
+def int8_conv_weights(qdq) -> dict[str, np.ndarray]:
+    """Conv node name -> its dequantized weights (INT8 values times their scales), for every Conv whose weights are
+    INT8 behind a DequantizeLinear in the Q/DQ model (a path or a ModelProto)."""
     import onnx
+    from onnx import numpy_helper
 
     q = onnx.load(str(qdq)) if isinstance(qdq, (str, Path)) else qdq
+    inits = {i.name: i for i in q.graph.initializer}
     producer = {o: n for n in q.graph.node for o in n.output}
-    return {n.name for n in q.graph.node if n.op_type == "Conv" and len(n.input) > 1
-            and getattr(producer.get(n.input[1]), "op_type", None) == "DequantizeLinear"}
+    out = {}
+    for n in q.graph.node:
+        dq = producer.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        ints, scale = (numpy_helper.to_array(inits[t]).astype(np.float32) for t in dq.input[:2])
+        out[n.name] = ints * scale.reshape(-1, *[1] * (ints.ndim - 1))
+    return out
 
 
 def module_of(name: str, modules: dict) -> tuple[str, str, int]:
@@ -126,7 +136,7 @@ def emulate(model, params: dict[str, tuple[float, int, int, int]]) -> list:
         handles.append(modules[path].register_forward_pre_hook(lambda m, a, p=p: (_fq(a[0], p), *a[1:])))
     for path, ps in silu.items():
         parent, _, attr = path.rpartition(".")
-        handles.append(_Swap(modules[parent], attr, _FQSiLU(ps.get("Sigmoid"), ps.get("Mul"))))
+        handles.append(_Swap(modules[parent], attr, _fq_silu()(ps.get("Sigmoid"), ps.get("Mul"))))
     return handles
 
 
@@ -141,7 +151,9 @@ class _Swap:
         setattr(self.owner, self.attr, self.old)
 
 
+@functools.lru_cache(maxsize=None)
 def _fq_silu():
+    """The fake-quantized SiLU module class, built once on first use (importing this module needs no torch)."""
     import torch
     import torch.nn as nn
 
@@ -160,7 +172,3 @@ def _fq_silu():
             return _fq(y, self.mul) if self.mul is not None else y
 
     return FQSiLU
-
-
-def _FQSiLU(sig, mul):  # noqa: N802 - a class built on first use, so that importing this module needs no torch
-    return _fq_silu()(sig, mul)

@@ -53,7 +53,7 @@ def test_every_quantized_activation_is_emulated_with_its_scale(reference):
     from torch.nn.utils import parametrize
 
     from cldet.export.qat import _weight_fq
-    from cldet.export.qdq_emulation import activation_params, emulate, module_of, quantized_conv_weights
+    from cldet.export.qdq_emulation import activation_params, emulate, int8_conv_weights, module_of
     from cldet.export.ranges import _augmented_session
 
     model, fp32, qdq, arrays = reference
@@ -62,7 +62,7 @@ def test_every_quantized_activation_is_emulated_with_its_scale(reference):
     assert {"Conv", "Sigmoid", "Mul", "Add", "Concat", "MaxPool", "Resize"} <= kinds
     student = copy.deepcopy(model).float().eval().fuse()
     mods = dict(student.named_modules(remove_duplicate=False))
-    convs = quantized_conv_weights(qdq)
+    convs = set(int8_conv_weights(qdq))
     assert len(convs) > 50 and "/model.0/conv/Conv" not in convs  # the stem conv stays float on the cpu target
     for n in convs:
         parametrize.register_parametrization(mods[module_of(n, mods)[0]], "weight", _weight_fq())
