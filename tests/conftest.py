@@ -17,6 +17,18 @@ SHARED = ROOT.parent / "shared"
 MINI = CHESS_MINI
 
 
+def pytest_collection_modifyitems(config, items):
+    """A test that takes the ../shared data through a fixture is marked `shared` without saying so itself: .ci/run
+    runs the suite once without ../shared and then, in place, only the `shared` tests (the others would run the same
+    code on the same files again)."""
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
+
+
+SHARED_FIXTURES = {"chess13_yaml"}
+
+
 @pytest.fixture(scope="session")
 def mini_yaml() -> Path:
     assert MINI.is_file(), "bundled demo data missing"
