@@ -163,7 +163,18 @@ def study_parser(doc: str, name: str) -> argparse.ArgumentParser:
                     "run's path)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / name)
+    ap.add_argument("--update", action="store_true", help="replace only the given runs' rows of an existing OUT.json "
+                    "and keep the other rows (runs measured earlier whose directories are gone); the JSON lists them "
+                    "under kept_from_earlier")
     return ap
+
+
+def merge_rows(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """`--update`: the earlier rows in their order, each replaced by the new row of the same run where there is one,
+    then the new runs that were not there."""
+    fresh = {r["run"]: r for r in new}
+    rows = [fresh.pop(r["run"], r) for r in earlier]
+    return rows + [r for r in new if r["run"] in fresh]
 
 
 def run_study(ap: argparse.ArgumentParser, args: argparse.Namespace, bench: Callable[[Calibrated], dict],
@@ -180,9 +191,14 @@ def run_study(ap: argparse.ArgumentParser, args: argparse.Namespace, bench: Call
     for run in args.run:
         with calibrated_run(run, args.data, args.threads) as c:
             results.append(bench(c))
+    out = {"runs": results, "seconds": round(time.time() - t0, 1)}
+    if args.update and args.out.with_suffix(".json").is_file():
+        measured = {r["run"] for r in results}
+        results = merge_rows(json.loads(args.out.with_suffix(".json").read_text())["runs"], results)
+        out = {"runs": results, "seconds": out["seconds"],
+               "kept_from_earlier": [r["run"] for r in results if r["run"] not in measured]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": results, "seconds": round(time.time() - t0, 1)},
-                                                        indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 

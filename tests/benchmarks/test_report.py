@@ -50,3 +50,14 @@ def test_ablation_table_ratios():
     assert "| joint training (upper bound) | 0.720 | 0.780 | 0.750 | 1.000 | - | - |" in t
     assert "| default (ours) | 0.710 | 0.720 | 0.715 | 0.953 | 0.900 | +1.0 |" in t
     assert "| fine-tuning (lower bound) | 0.000 | 0.800 | 0.400 | 0.533 | 1.000 | -70.0 |" in t
+
+
+def test_study_update_replaces_the_measured_runs_rows_and_keeps_the_others():
+    """`--update` of the PTQ studies: a run measured again replaces its row in place; rows of runs whose directories
+    are gone stay; a new run is appended."""
+    from benchmarks.ptq_refinements import merge_rows
+
+    earlier = [{"run": "a", "v": 1}, {"run": "b", "v": 2}, {"run": "c", "v": 3}]
+    rows = merge_rows(earlier, [{"run": "b", "v": 20}, {"run": "d", "v": 40}])
+    assert rows == [{"run": "a", "v": 1}, {"run": "b", "v": 20}, {"run": "c", "v": 3}, {"run": "d", "v": 40}]
+    assert merge_rows([], [{"run": "x", "v": 0}]) == [{"run": "x", "v": 0}]
