@@ -191,12 +191,12 @@ def run_study(ap: argparse.ArgumentParser, args: argparse.Namespace, bench: Call
     for run in args.run:
         with calibrated_run(run, args.data, args.threads) as c:
             results.append(bench(c))
-    out = {"runs": results, "seconds": round(time.time() - t0, 1)}
+    out = {"seconds": round(time.time() - t0, 1)}
     if args.update and args.out.with_suffix(".json").is_file():
         measured = {r["run"] for r in results}
         results = merge_rows(json.loads(args.out.with_suffix(".json").read_text())["runs"], results)
-        out = {"runs": results, "seconds": out["seconds"],
-               "kept_from_earlier": [r["run"] for r in results if r["run"] not in measured]}
+        out["kept_from_earlier"] = [r["run"] for r in results if r["run"] not in measured]
+    out = {"runs": results, **out}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results))

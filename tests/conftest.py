@@ -17,6 +17,9 @@ SHARED = ROOT.parent / "shared"
 MINI = CHESS_MINI
 
 
+SHARED_FIXTURES = {"chess13_yaml"}  # fixtures that hand a test ../shared data
+
+
 def pytest_collection_modifyitems(config, items):
     """A test that takes the ../shared data through a fixture is marked `shared` without saying so itself: .ci/run
     runs the suite once without ../shared and then, in place, only the `shared` tests (the others would run the same
@@ -24,9 +27,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.shared)
-
-
-SHARED_FIXTURES = {"chess13_yaml"}
 
 
 @pytest.fixture(scope="session")

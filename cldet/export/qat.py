@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,12 +151,12 @@ def qat_finetune(model, arrays: list[np.ndarray], cfg: QATConfig, progress: bool
         q = onnx.load(str(qdq)) if isinstance(qdq, (str, Path)) else qdq  # read once
         try:
             mods = dict(student.named_modules(remove_duplicate=False))
-            weights = int8_conv_weights(q)
-            convs = [mods[module_of(n, mods)[0]] for n in sorted(weights)]
+            weights = sorted(int8_conv_weights(q).items())
+            convs = [mods[module_of(n, mods)[0]] for n, _ in weights]
             if init_weights:  # start from the graph's INT8 weights
                 with torch.no_grad():
-                    for c, n in zip(convs, sorted(weights)):
-                        c.weight.copy_(torch.from_numpy(weights[n]))
+                    for c, (_, w) in zip(convs, weights):
+                        c.weight.copy_(torch.from_numpy(w))
             params = activation_params(q)
             hooks = emulate(student, params)
             emulated = len(params)
@@ -244,9 +244,7 @@ def export_qat(model, calib, ds, out: Path, imgsz: int, cfg: QATConfig, progress
     try:
         qdq = None
         if fp32 is not None and ranges is not None:
-            from dataclasses import replace as _replace
-
-            qdq = quantize_ptq(fp32, reference, lambda: iter(arrays), _replace(qcfg, weight_rounding=start),
+            qdq = quantize_ptq(fp32, reference, lambda: iter(arrays), replace(qcfg, weight_rounding=start),
                                stats=ranges, proto=proto)
         student, stats = qat_finetune(model, train, cfg, progress, qdq=qdq, init_weights=start != "nearest")
         stats["train_images"] = len(train)
